@@ -1,0 +1,200 @@
+//! Read-only questions about a tree's state: which files are targets, which
+//! are sources, which targets are out of date. They read the database
+//! without starting a build, so they also work while a build runs.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use crate::paths;
+use crate::stamp::{Stamp, content_hash};
+use crate::store::{DepKind, DepRecord, FileRecord, Store, StoreError, flags};
+
+/// Lists the absolute paths of every target (`targets`) or every source.
+pub fn list(top: &Path, targets: bool) -> Result<Vec<PathBuf>, StoreError> {
+    let Some(store) = Store::open_read_only(top)? else {
+        return Ok(Vec::new());
+    };
+    let keys = store.keys(targets)?;
+    Ok(keys.iter().map(|key| paths::from_key(top, key)).collect())
+}
+
+/// Lists the absolute paths of the targets that the next run would rebuild.
+pub fn out_of_date(top: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    let Some(store) = Store::open_read_only(top)? else {
+        return Ok(Vec::new());
+    };
+    let mut checker = Checker {
+        store: &store,
+        top,
+        verdicts: HashMap::new(),
+    };
+    let mut found = Vec::new();
+    for key in store.keys(true)? {
+        if checker.is_out_of_date(&key)? {
+            found.push(paths::from_key(top, &key));
+        }
+    }
+    Ok(found)
+}
+
+struct Checker<'a> {
+    store: &'a Store,
+    top: &'a Path,
+    /// Targets already decided: true when out of date.
+    verdicts: HashMap<PathBuf, bool>,
+}
+
+/// A target whose dependencies are being walked.
+struct Frame {
+    key: PathBuf,
+    deps: Vec<DepRecord>,
+    next: usize,
+}
+
+impl Checker<'_> {
+    /// Decides whether a target is out of date, walking its dependency
+    /// targets depth first without recursion. A dependency cycle counts as
+    /// up to date here; the build reports it.
+    fn is_out_of_date(&mut self, key: &Path) -> Result<bool, StoreError> {
+        let mut stack: Vec<Frame> = Vec::new();
+        let mut on_stack: HashSet<PathBuf> = HashSet::new();
+        match self.open(key)? {
+            Ok(frame) => {
+                on_stack.insert(frame.key.clone());
+                stack.push(frame);
+            }
+            Err(verdict) => return Ok(verdict),
+        }
+        while let Some(frame) = stack.last_mut() {
+            let Some(dep) = frame.deps.get(frame.next).cloned() else {
+                let done = stack.pop().expect("frame");
+                on_stack.remove(&done.key);
+                self.verdicts.insert(done.key, false);
+                continue;
+            };
+            let verdict = match self.dep_changed(&dep)? {
+                DepState::Changed => Some(true),
+                DepState::Unchanged => None,
+                DepState::Target(record) => match self.verdicts.get(&dep.key) {
+                    Some(true) => Some(true),
+                    Some(false) => (record.generation != dep.generation).then_some(true),
+                    None if on_stack.contains(&dep.key) => None,
+                    None => match self.open(&dep.key)? {
+                        Ok(child) => {
+                            on_stack.insert(child.key.clone());
+                            stack.push(child);
+                            continue;
+                        }
+                        Err(true) => Some(true),
+                        Err(false) => (record.generation != dep.generation).then_some(true),
+                    },
+                },
+            };
+            let frame = stack.last_mut().expect("frame");
+            match verdict {
+                Some(out_of_date) => {
+                    // This target is out of date, and so is every target
+                    // below it on the stack, which depends on it.
+                    for frame in stack.drain(..) {
+                        on_stack.remove(&frame.key);
+                        self.verdicts.insert(frame.key, out_of_date);
+                    }
+                }
+                None => frame.next += 1,
+            }
+        }
+        Ok(self.verdicts.get(key).copied().unwrap_or(false))
+    }
+
+    /// Starts looking at a target: `Err(verdict)` when its own state decides.
+    fn open(&mut self, key: &Path) -> Result<Result<Frame, bool>, StoreError> {
+        if let Some(&verdict) = self.verdicts.get(key) {
+            return Ok(Err(verdict));
+        }
+        let Some(record) = self.store.file(key)? else {
+            return Ok(Err(true));
+        };
+        if let Some(verdict) = self.own_state(key, &record) {
+            self.verdicts.insert(key.to_path_buf(), verdict);
+            return Ok(Err(verdict));
+        }
+        let deps = match record.id {
+            Some(id) => self.store.deps(id)?,
+            None => Vec::new(),
+        };
+        Ok(Ok(Frame {
+            key: key.to_path_buf(),
+            deps,
+            next: 0,
+        }))
+    }
+
+    /// Decides a target from its own flags and file, when they suffice.
+    fn own_state(&self, key: &Path, record: &FileRecord) -> Option<bool> {
+        if !record.is_target || record.has(flags::MODIFIED) {
+            return Some(false);
+        }
+        if record.has(flags::FAILED | flags::BUILDING | flags::ALWAYS) {
+            return Some(true);
+        }
+        let stamp = Stamp::read(&paths::from_key(self.top, key)).ok()?;
+        if record.stamp.exists() && !stamp.exists() {
+            return Some(true);
+        }
+        // A file changed by hand counts as a source: not out of date.
+        if stamp.exists() && file_changed(&paths::from_key(self.top, key), record, &stamp) {
+            return Some(false);
+        }
+        None
+    }
+
+    fn dep_changed(&self, dep: &DepRecord) -> Result<DepState, StoreError> {
+        let abs = paths::from_key(self.top, &dep.key);
+        if dep.kind == DepKind::IfCreate {
+            let exists = Stamp::read(&abs)
+                .map(|stamp| stamp.exists())
+                .unwrap_or(true);
+            return Ok(if exists {
+                DepState::Changed
+            } else {
+                DepState::Unchanged
+            });
+        }
+        let Some(record) = self.store.file(&dep.key)? else {
+            return Ok(DepState::Changed);
+        };
+        if record.is_target && !record.has(flags::MODIFIED) {
+            return Ok(DepState::Target(record));
+        }
+        let changed = match Stamp::read(&abs) {
+            Ok(stamp) => file_changed(&abs, &record, &stamp) || record.generation != dep.generation,
+            Err(_) => true,
+        };
+        Ok(if changed {
+            DepState::Changed
+        } else {
+            DepState::Unchanged
+        })
+    }
+}
+
+enum DepState {
+    Changed,
+    Unchanged,
+    Target(FileRecord),
+}
+
+/// Tells whether a file's content differs from its record.
+fn file_changed(abs: &Path, record: &FileRecord, stamp: &Stamp) -> bool {
+    if record.stamp.kind != stamp.kind {
+        return true;
+    }
+    if *stamp == record.stamp && !stamp.is_racy(record.seen_ns) {
+        return false;
+    }
+    match content_hash(abs, stamp) {
+        Ok(Some(hash)) => Some(hash) != record.hash,
+        Ok(None) => *stamp != record.stamp,
+        Err(_) => true,
+    }
+}

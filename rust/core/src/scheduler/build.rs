@@ -1,0 +1,402 @@
+//! Starting a job for an out-of-date target, and recording what it built.
+
+use std::ffi::{OsStr, OsString};
+use std::io::Read;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
+
+use crate::constants::env;
+use crate::output::{JobFiles, Produced};
+use crate::paths;
+use crate::report::EventKind;
+use crate::resolve::DoMatch;
+use crate::spawn::Background;
+use crate::stamp::{Stamp, content_hash, now_ns};
+use crate::store::{DepKind, flags};
+
+use super::{Action, ExitStatus, Failure, Job, JobId, JobSpec, NodeId, Outcome, Scheduler, State};
+
+/// Names of the environment variables that a surrounding build may have
+/// left and that each job gets afresh.
+fn is_run_variable(name: &OsStr) -> bool {
+    let name = name.as_bytes();
+    name.starts_with(b"REDO_")
+        || name == b"REDO"
+        || (name.starts_with(b"REDORS_") && name != env::PYTHON.as_bytes())
+}
+
+/// Builds the command line of a job. A `.do` file whose first line starts
+/// with `#!` runs with that interpreter and its arguments; any other runs as
+/// `sh -e`, with `-v` and `-x` when asked for.
+pub(crate) fn command_line(
+    found: &DoMatch,
+    dollar3: &Path,
+    xtrace: bool,
+    verbose: bool,
+) -> std::io::Result<Vec<OsString>> {
+    let mut head = [0u8; 1024];
+    let mut file = std::fs::File::open(&found.dofile)?;
+    let mut filled = 0;
+    while filled < head.len() {
+        match file.read(&mut head[filled..])? {
+            0 => break,
+            count => filled += count,
+        }
+    }
+    let first_line = head[..filled]
+        .split(|&byte| byte == b'\n')
+        .next()
+        .unwrap_or_default();
+    let name = found.dofile.file_name().unwrap_or_default();
+    // A name starting with '-' would read as an option of the interpreter.
+    let script = if name.as_bytes().starts_with(b"-") {
+        Path::new(".").join(name).into_os_string()
+    } else {
+        name.to_os_string()
+    };
+    let mut argv: Vec<OsString> = match first_line.strip_prefix(b"#!") {
+        Some(interpreter) => interpreter
+            .split(|byte| byte.is_ascii_whitespace())
+            .filter(|word| !word.is_empty())
+            .map(|word| OsString::from_vec(word.to_vec()))
+            .collect(),
+        None => Vec::new(),
+    };
+    if argv.is_empty() {
+        let mut flags = String::from("-e");
+        if verbose {
+            flags.push('v');
+        }
+        if xtrace {
+            flags.push('x');
+        }
+        argv = vec!["sh".into(), flags.into()];
+    }
+    argv.push(script);
+    argv.push(found.arg1.clone());
+    argv.push(found.arg2.clone());
+    argv.push(paths::relative(dollar3, found.dir()).into_os_string());
+    Ok(argv)
+}
+
+impl Scheduler<'_> {
+    /// Starts the job of a queued node; the caller checked that a token is free.
+    pub(super) fn start_job(&mut self, id: NodeId) {
+        let State::Queued { found, missing } =
+            std::mem::replace(&mut self.graph[id].state, State::Idle)
+        else {
+            return;
+        };
+        if !self.ensure_store() {
+            return self.finish(id, Outcome::Failed);
+        }
+        let job_id = self.next_job;
+        self.next_job += 1;
+        let dofile = self.relative(&found.dofile);
+        let spill = self.top().join(crate::constants::STATE_DIR).join("tmp");
+        let (files, stdout) = match JobFiles::prepare(&self.graph[id].abs, &spill, job_id) {
+            Ok(prepared) => prepared,
+            Err(err) => return self.fail(id, Failure::Output { dofile, err }),
+        };
+        let argv = match command_line(
+            &found,
+            &files.dollar3,
+            self.config.xtrace,
+            self.config.verbose,
+        ) {
+            Ok(argv) => argv,
+            Err(err) => return self.fail(id, Failure::Io { path: dofile, err }),
+        };
+        let stdout_for_child = match stdout.try_clone() {
+            Ok(file) => file,
+            Err(err) => return self.fail(id, Failure::Spawn { dofile, err }),
+        };
+
+        // The target depends on every candidate .do file that did not exist,
+        // then on the one that ran.
+        let mut deps: Vec<(NodeId, DepKind)> = missing
+            .iter()
+            .map(|path| (self.graph.intern(&self.config.top, path), DepKind::IfCreate))
+            .collect();
+        let do_node = self.graph.intern(&self.config.top, &found.dofile);
+        if matches!(self.graph[do_node].state, State::Idle) {
+            self.visit(do_node, false);
+        }
+        deps.push((do_node, DepKind::IfChange));
+
+        // Commit the BUILDING mark before the script can touch anything, so
+        // that a run killed from here on rebuilds the target next time
+        // instead of mistaking the new file for a hand edit.
+        self.load(id);
+        let record = self.record_mut(id);
+        record.is_target = true;
+        record.set(flags::BUILDING, true);
+        if !self.save() {
+            return self.finish(id, Outcome::Failed);
+        }
+
+        let env = self.job_env(id, &found, job_id);
+        let spec = JobSpec {
+            argv,
+            cwd: found.dir().to_path_buf(),
+            env,
+            stdout: stdout_for_child,
+        };
+        self.jobs.insert(
+            job_id,
+            Job {
+                node: id,
+                files,
+                stdout,
+                dofile,
+                deps,
+                always: false,
+                stamp: None,
+                outstanding: Vec::new(),
+                holds_token: true,
+                failed_deps: Vec::new(),
+            },
+        );
+        self.free_tokens -= 1;
+        self.graph[id].state = State::Running(job_id);
+        self.report(EventKind::Build, id, String::new());
+        self.actions.push_back(Action::Spawn { job: job_id, spec });
+    }
+
+    fn job_env(&self, id: NodeId, found: &DoMatch, job: JobId) -> Vec<(OsString, OsString)> {
+        let config = self.config;
+        let mut vars: Vec<(OsString, OsString)> = config
+            .env
+            .iter()
+            .filter(|(name, _)| !is_run_variable(name))
+            .cloned()
+            .collect();
+        let redo = match &config.client_dir {
+            Some(dir) => {
+                let path = vars.iter_mut().find(|(name, _)| name == "PATH");
+                let mut value = dir.clone().into_os_string();
+                value.push(":");
+                match path {
+                    Some((_, old)) => {
+                        value.push(&*old);
+                        *old = value;
+                    }
+                    None => {
+                        value.push("/usr/local/bin:/usr/bin:/bin");
+                        vars.push(("PATH".into(), value));
+                    }
+                }
+                dir.join("redo").into_os_string()
+            }
+            None => OsString::from("redo"),
+        };
+        let depth = "  ".repeat(self.graph[id].depth + 1);
+        let mut set = |name: &str, value: OsString| vars.push((name.into(), value));
+        set("REDO", redo);
+        set("REDO_BASE", config.top.clone().into_os_string());
+        set("REDO_STARTDIR", config.startdir.clone().into_os_string());
+        set(
+            "REDO_PWD",
+            paths::relative(found.dir(), &config.startdir).into_os_string(),
+        );
+        set("REDO_TARGET", found.arg1.clone());
+        set("REDO_DEPTH", depth.into());
+        set("REDO_RUNID", self.run_id.to_string().into());
+        for (on, name) in [
+            (config.xtrace, "REDO_XTRACE"),
+            (config.verbose, "REDO_VERBOSE"),
+            (config.keep_going, "REDO_KEEP_GOING"),
+            (config.debug, "REDO_DEBUG"),
+        ] {
+            if on {
+                set(name, "1".into());
+            }
+        }
+        set(env::ENGINE, self.socket.clone().into_os_string());
+        set(env::JOB, job.to_string().into());
+        if let Some(python) = &config.python {
+            set(env::PYTHON, python.clone());
+        }
+        vars
+    }
+
+    /// Handles a job whose process could not be started.
+    pub fn spawn_failed(&mut self, job: JobId, err: std::io::Error) {
+        let Some(running) = self.jobs.remove(&job) else {
+            return;
+        };
+        self.free_tokens += 1;
+        running.files.discard();
+        self.mark_failed(running.node);
+        self.fail(
+            running.node,
+            Failure::Spawn {
+                dofile: running.dofile,
+                err,
+            },
+        );
+    }
+
+    /// Handles the exit of a job's process. `background` lists the processes
+    /// it started that still run; they may still hold its stdout.
+    pub fn job_exited(&mut self, job: JobId, status: ExitStatus, background: &[Background]) {
+        let Some(running) = self.jobs.remove(&job) else {
+            return;
+        };
+        if running.holds_token {
+            self.free_tokens += 1;
+        }
+        let id = running.node;
+        let shared_stdout = !background.is_empty();
+        if shared_stdout {
+            let list: Vec<String> = background
+                .iter()
+                .map(|process| format!("{} ({})", process.pid, process.name))
+                .collect();
+            let message = format!(
+                "{} exited but left processes running: {}; not waiting for them (--wait-background waits)",
+                running.dofile.display(),
+                list.join(", ")
+            );
+            self.report(EventKind::Background, id, message);
+        }
+        if !status.success() {
+            running.files.discard();
+            self.mark_failed(id);
+            let failure = Failure::Script {
+                status,
+                dofile: running.dofile,
+                failed_deps: running.failed_deps,
+            };
+            return self.fail(id, failure);
+        }
+        let produced = match running.files.install(&running.stdout, shared_stdout) {
+            Ok(produced) => produced,
+            Err(err) => {
+                running.files.discard();
+                self.mark_failed(id);
+                return self.fail(
+                    id,
+                    Failure::Output {
+                        dofile: running.dofile,
+                        err,
+                    },
+                );
+            }
+        };
+        match self.record_build(id, &running, produced) {
+            Ok(()) => {
+                self.graph[id].built = true;
+                self.finish(id, Outcome::Ok);
+            }
+            Err(err) => self.fail(
+                id,
+                Failure::Io {
+                    path: self.display(id),
+                    err,
+                },
+            ),
+        }
+    }
+
+    fn mark_failed(&mut self, id: NodeId) {
+        let record = self.record_mut(id);
+        record.set(flags::BUILDING, false);
+        record.set(flags::FAILED, true);
+        self.save();
+    }
+
+    /// Stores the new state of a built target and its dependencies.
+    fn record_build(&mut self, id: NodeId, job: &Job, produced: Produced) -> std::io::Result<()> {
+        let abs = self.graph[id].abs.clone();
+        let stamp = Stamp::read(&abs)?;
+        let hash = content_hash(&abs, &stamp)?;
+        let old = self.graph[id].record.clone().unwrap_or_default();
+        let identity = if produced == Produced::Nothing {
+            job.stamp
+        } else {
+            job.stamp.or(hash)
+        };
+        let old_identity = if old.built_run > 0 {
+            old.stamp_hash.or(old.hash)
+        } else {
+            None
+        };
+        let changed = identity.is_none() || identity != old_identity;
+
+        let mut deps = Vec::with_capacity(job.deps.len());
+        for &(dep, kind) in &job.deps {
+            if deps
+                .iter()
+                .any(|&(other, other_kind)| other == dep && other_kind == kind)
+            {
+                continue;
+            }
+            self.load(dep);
+            if self.graph[dep].record.is_none() {
+                let dep_stamp = Stamp::read(&self.graph[dep].abs)?;
+                self.refresh(dep, dep_stamp)?;
+            }
+            deps.push((dep, kind));
+        }
+
+        let run = self.run_id;
+        let record = self.record_mut(id);
+        record.is_target = true;
+        record.stamp = stamp;
+        record.seen_ns = now_ns();
+        record.hash = hash;
+        record.stamp_hash = job.stamp;
+        record.flags = if job.always { flags::ALWAYS } else { 0 };
+        record.built_run = run;
+        if changed {
+            record.generation += 1;
+        }
+
+        // Every dependency needs a row id before an edge can name it; the
+        // write saves unsaved records first, which assigns the ids.
+        for &(dep, _) in &deps {
+            if self.graph[dep]
+                .record
+                .as_ref()
+                .is_some_and(|record| record.id.is_none())
+            {
+                self.record_mut(dep);
+            }
+        }
+        self.write(|w, graph| {
+            let Some(target) = graph[id].record.as_ref().and_then(|record| record.id) else {
+                return Ok(());
+            };
+            let edges: Vec<(i64, DepKind, i64)> = deps
+                .iter()
+                .filter_map(|&(dep, kind)| {
+                    let record = graph[dep].record.as_ref()?;
+                    Some((record.id?, kind, record.generation))
+                })
+                .filter(|&(dep, _, _)| dep != target)
+                .collect();
+            w.set_deps(target, &edges)
+        });
+        Ok(())
+    }
+
+    /// Removes the temporary files of every running job and marks their
+    /// targets failed; called when the run is interrupted, after the engine
+    /// stopped the processes.
+    pub fn abandon_jobs(&mut self) {
+        let jobs: Vec<JobId> = self.jobs.keys().copied().collect();
+        for job in jobs {
+            if let Some(running) = self.jobs.remove(&job) {
+                running.files.discard();
+                let record = self.record_mut(running.node);
+                record.set(flags::BUILDING, false);
+                record.set(flags::FAILED, true);
+                self.graph[running.node].state = State::Done(Outcome::Failed);
+            }
+        }
+        if self.store.is_some() {
+            self.save();
+        }
+    }
+}

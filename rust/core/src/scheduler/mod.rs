@@ -1,0 +1,483 @@
+//! The scheduler decides what to check, what to build and when to answer.
+//!
+//! It is a state machine driven by the engine's event loop: the engine feeds
+//! it requests and job exits, and drains the [`Action`]s it produces (start a
+//! process, send a reply). It never blocks and never recurses through the
+//! dependency graph: nodes whose check can go on sit on a work stack, so deep
+//! chains cost no stack and every wait is an explicit edge that cycle
+//! detection can follow.
+//!
+//! Parallelism is bounded by job tokens. A job holds one while its script
+//! runs and gives it back while an inner command it called is waiting, so
+//! nested calls never deadlock, even with one token.
+
+mod build;
+mod check;
+mod graph;
+mod requests;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::ffi::OsString;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use crate::engine::Config;
+use crate::output::{JobFiles, OutputError};
+use crate::paths;
+use crate::protocol::Reply;
+use crate::report::{Event, EventKind, Reporter};
+use crate::resolve::Resolver;
+use crate::stamp::Hash;
+use crate::store::{DepKind, Store, StoreError, Writer};
+
+use graph::Graph;
+pub(crate) use graph::{NodeId, Outcome, Priority, RequestId, State, Waiter};
+
+/// Identity of a job, passed to its script in `REDORS_JOB`.
+pub(crate) type JobId = u64;
+
+/// Identity of a connection from an inner command.
+pub(crate) type ClientId = u64;
+
+/// How a job's process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ExitStatus {
+    /// It exited with this status.
+    Code(i32),
+    /// A signal killed it.
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// Tells whether the script succeeded.
+    pub fn success(self) -> bool {
+        self == ExitStatus::Code(0)
+    }
+}
+
+/// Work for the engine.
+#[derive(Debug)]
+pub(crate) enum Action {
+    /// Start the process of a job.
+    Spawn { job: JobId, spec: JobSpec },
+    /// Send a reply to an inner command and close its connection.
+    Reply { client: ClientId, reply: Reply },
+}
+
+/// Everything needed to start a job's process.
+#[derive(Debug)]
+pub(crate) struct JobSpec {
+    /// Program and arguments.
+    pub argv: Vec<OsString>,
+    /// Working directory: the directory of the `.do` file.
+    pub cwd: PathBuf,
+    /// The whole environment.
+    pub env: Vec<(OsString, OsString)>,
+    /// File that receives the script's stdout.
+    pub stdout: File,
+}
+
+/// Why a node failed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The script exited with a failure status.
+    Script {
+        status: ExitStatus,
+        dofile: PathBuf,
+        failed_deps: Vec<NodeId>,
+    },
+    /// The script's output broke a rule.
+    Output { dofile: PathBuf, err: OutputError },
+    /// The script could not be started.
+    Spawn {
+        dofile: PathBuf,
+        err: std::io::Error,
+    },
+    /// The `.do` search failed.
+    Resolve(String),
+    /// Reading a file failed.
+    Io { path: PathBuf, err: std::io::Error },
+    /// A dependency failed while checking this node.
+    Dependency(NodeId),
+    /// The node depends on itself through this chain.
+    Cycle(Vec<NodeId>),
+}
+
+/// A running job.
+pub(crate) struct Job {
+    /// The target being built.
+    node: NodeId,
+    /// `$3` and the stdout capture.
+    files: JobFiles,
+    /// The stdout capture, kept open to measure what the script wrote.
+    stdout: File,
+    /// The `.do` file, for messages.
+    dofile: PathBuf,
+    /// Dependencies recorded so far, in order.
+    deps: Vec<(NodeId, DepKind)>,
+    /// Whether the script called `redo-always`.
+    always: bool,
+    /// Value the script passed to `redo-stamp`.
+    stamp: Option<Hash>,
+    /// Requests from the job's inner commands that are not answered yet.
+    outstanding: Vec<RequestId>,
+    /// Whether the job holds a job token.
+    holds_token: bool,
+    /// Dependencies that failed while the job waited for them.
+    failed_deps: Vec<NodeId>,
+}
+
+/// The scheduler of one run.
+pub(crate) struct Scheduler<'a> {
+    config: &'a Config,
+    resolver: &'a dyn Resolver,
+    reporter: &'a dyn Reporter,
+    /// The engine's socket, passed to jobs.
+    socket: PathBuf,
+    /// The state database; `None` until the run first writes, so that a run
+    /// that builds nothing leaves no `.redo/` behind.
+    store: Option<Store>,
+    /// Id of this run in the database; 0 until the database is opened.
+    run_id: i64,
+    graph: Graph,
+    requests: requests::Requests,
+    jobs: HashMap<JobId, Job>,
+    next_job: JobId,
+    /// Counter for [`Priority`] positions.
+    next_position: u32,
+    /// Nodes whose dependency check can make progress.
+    ready: Vec<NodeId>,
+    /// Out-of-date nodes waiting for a token, best priority first.
+    queue: BinaryHeap<Reverse<(Priority, NodeId)>>,
+    /// Replies to jobs that may go on once they get a token back.
+    resume: VecDeque<(JobId, ClientId, Reply)>,
+    free_tokens: usize,
+    /// Set after a failure without `--keep-going`: nothing new starts.
+    stopping: bool,
+    /// Nodes that failed, in order.
+    failed: Vec<NodeId>,
+    /// Nodes whose record changed since the last write.
+    unsaved: Vec<NodeId>,
+    actions: VecDeque<Action>,
+    /// A database error that ends the run.
+    fatal: Option<StoreError>,
+}
+
+impl<'a> Scheduler<'a> {
+    /// Creates the scheduler of a run; `store` is the existing database, if any.
+    pub fn new(
+        config: &'a Config,
+        resolver: &'a dyn Resolver,
+        reporter: &'a dyn Reporter,
+        socket: PathBuf,
+        store: Option<Store>,
+    ) -> Scheduler<'a> {
+        Scheduler {
+            config,
+            resolver,
+            reporter,
+            socket,
+            store,
+            run_id: 0,
+            graph: Graph::default(),
+            requests: requests::Requests::default(),
+            jobs: HashMap::new(),
+            next_job: 1,
+            next_position: 0,
+            ready: Vec::new(),
+            queue: BinaryHeap::new(),
+            resume: VecDeque::new(),
+            free_tokens: config.jobs.max(1),
+            stopping: false,
+            failed: Vec::new(),
+            unsaved: Vec::new(),
+            actions: VecDeque::new(),
+            fatal: None,
+        }
+    }
+
+    /// Takes the next action for the engine.
+    pub fn next_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Takes the database error that ended the run, if any.
+    pub fn take_fatal(&mut self) -> Option<StoreError> {
+        self.fatal.take()
+    }
+
+    /// Targets that failed in this run, relative to the start directory.
+    pub fn failed_targets(&self) -> Vec<PathBuf> {
+        self.failed.iter().map(|&id| self.display(id)).collect()
+    }
+
+    /// Runs every check that can progress, then hands out job tokens.
+    pub fn drain(&mut self) {
+        loop {
+            while let Some(id) = self.ready.pop() {
+                self.advance(id);
+            }
+            self.pump();
+            if self.ready.is_empty() {
+                break;
+            }
+        }
+    }
+
+    /// Gives free tokens to waiting jobs first, then to queued targets.
+    fn pump(&mut self) {
+        if self.stopping {
+            while let Some((_, client, reply)) = self.resume.pop_front() {
+                self.actions.push_back(Action::Reply { client, reply });
+            }
+            while let Some(Reverse((_, id))) = self.queue.pop() {
+                self.finish(id, Outcome::Failed);
+            }
+            return;
+        }
+        while self.free_tokens > 0 {
+            if let Some((job, client, reply)) = self.resume.pop_front() {
+                if let Some(job) = self.jobs.get_mut(&job) {
+                    job.holds_token = true;
+                    self.free_tokens -= 1;
+                }
+                self.actions.push_back(Action::Reply { client, reply });
+            } else if let Some(Reverse((_, id))) = self.queue.pop() {
+                self.start_job(id);
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Marks a node settled and wakes everything that waits for it.
+    fn finish(&mut self, id: NodeId, outcome: Outcome) {
+        let node = &mut self.graph[id];
+        if outcome == Outcome::Ok && node.force_pending && !node.built {
+            node.force_pending = false;
+            self.dirty(id, "redo was asked to build it");
+            return;
+        }
+        node.force_pending = false;
+        node.state = State::Done(outcome);
+        if outcome == Outcome::Failed {
+            self.failed.push(id);
+        }
+        for waiter in std::mem::take(&mut self.graph[id].waiters) {
+            match waiter {
+                Waiter::Check(checker) => {
+                    if let State::Checking { waiting_on, .. } = &mut self.graph[checker].state {
+                        *waiting_on = None;
+                        self.ready.push(checker);
+                    }
+                }
+                Waiter::Request(request) => self.target_settled(request, id, outcome),
+            }
+        }
+    }
+
+    /// Reports why a node failed and settles it as failed.
+    fn fail(&mut self, id: NodeId, failure: Failure) {
+        let message = self.failure_message(id, &failure);
+        self.report(EventKind::Error, id, message);
+        if !self.config.keep_going {
+            self.stopping = true;
+        }
+        self.finish(id, Outcome::Failed);
+    }
+
+    fn failure_message(&self, id: NodeId, failure: &Failure) -> String {
+        let name = self.quoted(id);
+        match failure {
+            Failure::Script {
+                status,
+                dofile,
+                failed_deps,
+            } => {
+                let how = match status {
+                    ExitStatus::Code(code) => format!("failed with exit status {code}"),
+                    ExitStatus::Signal(signal) => format!("was killed by signal {signal}"),
+                };
+                let after = match failed_deps.first() {
+                    Some(&dep) => format!(" after its dependency {} failed", self.quoted(dep)),
+                    None => String::new(),
+                };
+                format!("cannot build {name}: {} {how}{after}", dofile.display())
+            }
+            Failure::Output { dofile, err } => {
+                format!("cannot build {name}: {}: {err}", dofile.display())
+            }
+            Failure::Spawn { dofile, err } => {
+                format!(
+                    "cannot build {name}: cannot run {}: {err}",
+                    dofile.display()
+                )
+            }
+            Failure::Resolve(message) => {
+                format!("cannot build {name}: searching its .do file failed: {message}")
+            }
+            Failure::Io { path, err } => format!(
+                "cannot build {name}: cannot read '{}': {err}",
+                path.display()
+            ),
+            Failure::Dependency(dep) => format!(
+                "cannot build {name}: its dependency {} failed",
+                self.quoted(*dep)
+            ),
+            Failure::Cycle(chain) => format!("dependency cycle: {}", self.chain(chain)),
+        }
+    }
+
+    /// Formats a chain of nodes as `a -> b -> a`.
+    fn chain(&self, chain: &[NodeId]) -> String {
+        let names: Vec<String> = chain
+            .iter()
+            .map(|&id| self.display(id).display().to_string())
+            .collect();
+        names.join(" -> ")
+    }
+
+    /// Path of a node relative to the directory the run started in.
+    fn display(&self, id: NodeId) -> PathBuf {
+        paths::relative(&self.graph[id].abs, &self.config.startdir)
+    }
+
+    /// Name of a node in quotes, for messages.
+    fn quoted(&self, id: NodeId) -> String {
+        format!("'{}'", self.display(id).display())
+    }
+
+    fn report(&self, kind: EventKind, id: NodeId, message: String) {
+        self.reporter.report(&Event {
+            kind,
+            target: self.display(id),
+            depth: self.graph[id].depth,
+            message,
+        });
+    }
+
+    /// Returns the next [`Priority`] position.
+    fn position(&mut self) -> u32 {
+        self.next_position += 1;
+        self.next_position
+    }
+
+    /// Loads a node's database record the first time it is needed.
+    fn load(&mut self, id: NodeId) {
+        if self.graph[id].loaded {
+            return;
+        }
+        self.graph[id].loaded = true;
+        let Some(store) = &self.store else { return };
+        match store.file(&self.graph[id].key) {
+            Ok(record) => self.graph[id].record = record,
+            Err(err) => self.set_fatal(err),
+        }
+    }
+
+    fn set_fatal(&mut self, err: StoreError) {
+        if self.fatal.is_none() {
+            self.fatal = Some(err);
+        }
+        self.stopping = true;
+    }
+
+    /// Opens (creating if needed) the database and records the run; returns
+    /// false after a fatal error.
+    fn ensure_store(&mut self) -> bool {
+        if self.fatal.is_some() {
+            return false;
+        }
+        if self.store.is_none() {
+            match Store::create(&self.config.top) {
+                Ok(store) => self.store = Some(store),
+                Err(err) => {
+                    self.set_fatal(err);
+                    return false;
+                }
+            }
+        }
+        if self.run_id == 0 {
+            let (pid, now) = (std::process::id(), crate::stamp::now_ns());
+            let startdir = self.config.startdir.clone();
+            let command = self.config.command.clone();
+            match self.write(|w, _| w.start_run(pid, now, &startdir, &command)) {
+                Some(id) => self.run_id = id,
+                None => return false,
+            }
+        }
+        true
+    }
+
+    /// Runs `body` in a write transaction after saving every changed record,
+    /// so that the body sees the row ids of all of them. Returns `None` after
+    /// a fatal database error.
+    fn write<T>(
+        &mut self,
+        body: impl FnOnce(&Writer<'_>, &Graph) -> Result<T, StoreError>,
+    ) -> Option<T> {
+        let Some(store) = self.store.as_mut() else {
+            return None;
+        };
+        let unsaved = std::mem::take(&mut self.unsaved);
+        let graph = &mut self.graph;
+        let result = store.write(|w| {
+            for &id in &unsaved {
+                let node = &mut graph[id];
+                if let Some(record) = node.record.as_mut() {
+                    w.put_file(&node.key, record)?;
+                }
+                node.unsaved = false;
+            }
+            body(w, graph)
+        });
+        match result {
+            Ok(value) => Some(value),
+            Err(err) => {
+                self.set_fatal(err);
+                None
+            }
+        }
+    }
+
+    /// Saves every changed record; returns false after a fatal database error.
+    fn save(&mut self) -> bool {
+        self.write(|_, _| Ok(())).is_some()
+    }
+
+    /// Saves every changed record and the run's end; called once at the end.
+    pub fn finish_run(&mut self, status: i32) {
+        if self.store.is_none() {
+            return;
+        }
+        let run = self.run_id;
+        let now = crate::stamp::now_ns();
+        self.write(|w, _| {
+            if run > 0 {
+                w.finish_run(run, now, status)
+            } else {
+                Ok(())
+            }
+        });
+    }
+
+    /// Returns a node's record for changing, creating an empty source record
+    /// if there is none, and remembers to save it.
+    fn record_mut(&mut self, id: NodeId) -> &mut crate::store::FileRecord {
+        let node = &mut self.graph[id];
+        if !node.unsaved {
+            node.unsaved = true;
+            self.unsaved.push(id);
+        }
+        node.record.get_or_insert_with(Default::default)
+    }
+
+    /// Top of the tree.
+    fn top(&self) -> &Path {
+        &self.config.top
+    }
+}
+
+#[cfg(test)]
+mod tests;

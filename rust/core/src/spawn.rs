@@ -1,0 +1,284 @@
+//! Starting job processes and watching them end.
+//!
+//! Every job runs in a process group of its own, so that redors can tell
+//! whether processes the script started outlive it and can stop all of them
+//! on Ctrl-C. A job is finished when its own process exits: redors watches a
+//! pidfd of that process, never a pipe that a background process could keep
+//! open. Without pidfds (Linux before 5.3), SIGCHLD tells when to reap.
+//!
+//! The standard library opens every descriptor close-on-exec and resets the
+//! signal mask and SIGPIPE in the child, so a job gets exactly stdin
+//! (`/dev/null`), the stdout capture and the inherited stderr.
+
+use std::io;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
+use nix::unistd::Pid;
+
+use crate::scheduler::{ExitStatus, JobSpec};
+
+/// A started job process.
+#[derive(Debug)]
+pub(crate) struct Child {
+    /// Process id, also the id of the job's process group.
+    pub pid: Pid,
+    /// A pidfd that becomes readable when the process exits; `None` when the
+    /// kernel has no pidfds or they are turned off.
+    pub pidfd: Option<OwnedFd>,
+}
+
+/// Starts a job's process in a new process group.
+pub(crate) fn spawn(spec: JobSpec, use_pidfd: bool) -> io::Result<Child> {
+    let JobSpec {
+        argv,
+        cwd,
+        env,
+        stdout,
+    } = spec;
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command line"))?;
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .current_dir(&cwd)
+        .env_clear()
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::inherit())
+        .process_group(0);
+    let child = command.spawn()?;
+    let pid = Pid::from_raw(child.id() as i32);
+    let pidfd = if use_pidfd {
+        pidfd_open(pid).ok()
+    } else {
+        None
+    };
+    Ok(Child { pid, pidfd })
+}
+
+/// Opens a pidfd for any process; it is close-on-exec.
+pub(crate) fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and a flags word and returns a new
+    // descriptor or -1; it touches no memory of ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor, and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Tells whether pidfds work on this kernel.
+pub(crate) fn pidfds_supported() -> bool {
+    pidfd_open(nix::unistd::getpid()).is_ok()
+}
+
+/// Reaps a job process if it exited; `None` while it still runs.
+pub(crate) fn try_wait(child: &Child) -> io::Result<Option<ExitStatus>> {
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG;
+    loop {
+        let result = match &child.pidfd {
+            Some(pidfd) => waitid(Id::PIDFd(pidfd.as_fd()), flags),
+            None => waitpid(child.pid, Some(WaitPidFlag::WNOHANG)),
+        };
+        return match result {
+            Ok(WaitStatus::Exited(_, code)) => Ok(Some(ExitStatus::Code(code))),
+            Ok(WaitStatus::Signaled(_, signal, _)) => Ok(Some(ExitStatus::Signal(signal as i32))),
+            Ok(_) => Ok(None),
+            Err(Errno::EINTR) => continue,
+            Err(errno) => Err(io::Error::from(errno)),
+        };
+    }
+}
+
+/// Sends a signal to every process of a job's group; a group that is gone
+/// already is fine.
+pub(crate) fn signal_group(pgid: Pid, signal: Signal) {
+    let _ = killpg(pgid, signal);
+}
+
+/// A process that outlived its job's script.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Background {
+    /// Process id.
+    pub pid: i32,
+    /// Command name, from `/proc/PID/comm`.
+    pub name: String,
+}
+
+/// Lists the processes still in a job's process group.
+pub(crate) fn group_members(pgid: Pid) -> Vec<Background> {
+    // Cheap test first: the group is usually empty.
+    if let Err(Errno::ESRCH) = killpg(pgid, None) {
+        return Vec::new();
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut members = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // The command name is in parentheses and may hold spaces; the
+        // fields after it are: state, ppid, pgrp. A zombie has exited and
+        // only waits to be reaped by its parent, so it does not count.
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let open = stat.find('(').unwrap_or(0);
+        let mut fields = stat[close + 1..].split_whitespace();
+        let state = fields.next().unwrap_or("Z");
+        let group = fields.nth(1).and_then(|field| field.parse::<i32>().ok());
+        if group == Some(pgid.as_raw()) && state != "Z" && state != "X" {
+            let name = stat.get(open + 1..close).unwrap_or("?").to_string();
+            members.push(Background { pid, name });
+        }
+    }
+    members.sort_by_key(|member| member.pid);
+    members
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+    use std::fs::File;
+    use std::time::{Duration, Instant};
+
+    fn spec(script: &str, stdout: File) -> JobSpec {
+        JobSpec {
+            argv: vec!["sh".into(), "-c".into(), script.into()],
+            cwd: std::env::temp_dir(),
+            env: vec![(OsString::from("PATH"), OsString::from("/usr/bin:/bin"))],
+            stdout,
+        }
+    }
+
+    fn wait(child: &Child) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = try_wait(child).expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "job did not exit");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn capture() -> (tempfile::NamedTempFile, File) {
+        let file = tempfile::NamedTempFile::new().expect("tempfile");
+        let handle = file.reopen().expect("reopen");
+        (file, handle)
+    }
+
+    #[test]
+    fn exit_status_and_signal_are_reported() {
+        for use_pidfd in [true, false] {
+            let (_keep, out) = capture();
+            let child = spawn(spec("exit 3", out), use_pidfd).expect("spawn");
+            assert_eq!(wait(&child), ExitStatus::Code(3));
+            let (_keep, out) = capture();
+            let child = spawn(spec("kill -TERM $$", out), use_pidfd).expect("spawn");
+            assert_eq!(wait(&child), ExitStatus::Signal(15));
+        }
+    }
+
+    /// Descriptors of this process that a child inherits: those without
+    /// close-on-exec, which the harness that started the tests may pass on.
+    fn inheritable_fds() -> Vec<i32> {
+        let mut fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+            .expect("list fds")
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|&fd: &i32| {
+                // SAFETY: F_GETFD only reads the flags of a descriptor number.
+                let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+                flags >= 0 && flags & libc::FD_CLOEXEC == 0
+            })
+            .collect();
+        fds.extend([0, 1, 2]);
+        fds.sort_unstable();
+        fds.dedup();
+        fds
+    }
+
+    #[test]
+    fn job_gets_no_descriptor_opened_by_redors() {
+        let held = tempfile::NamedTempFile::new().expect("tempfile");
+        let _socket = std::os::unix::net::UnixDatagram::unbound().expect("socket");
+        let (file, out) = capture();
+        // ls lists the descriptors of the job's own process, the shell.
+        let script = "ls -l /proc/$$/fd";
+        let child = spawn(spec(script, out), true).expect("spawn");
+        assert_eq!(wait(&child), ExitStatus::Code(0));
+        let listing = std::fs::read_to_string(file.path()).expect("read");
+        assert!(
+            !listing.contains(&*held.path().to_string_lossy()),
+            "{listing}"
+        );
+        let mut fds: Vec<i32> = listing
+            .lines()
+            .filter_map(|line| {
+                line.split_once(" -> ")?
+                    .0
+                    .split_whitespace()
+                    .last()?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        fds.sort_unstable();
+        assert_eq!(fds, inheritable_fds(), "{listing}");
+    }
+
+    #[test]
+    fn job_runs_in_own_group_with_clear_signal_mask() {
+        let (file, out) = capture();
+        let script = "ps -o pgid= -p $$; grep -E '^(SigBlk|SigIgn)' /proc/self/status";
+        let child = spawn(spec(script, out), true).expect("spawn");
+        assert_eq!(wait(&child), ExitStatus::Code(0));
+        let text = std::fs::read_to_string(file.path()).expect("read");
+        let pgid: i32 = text
+            .lines()
+            .next()
+            .expect("pgid line")
+            .trim()
+            .parse()
+            .expect("number");
+        assert_eq!(pgid, child.pid.as_raw());
+        assert!(text.contains("SigBlk:\t0000000000000000"), "{text}");
+    }
+
+    #[test]
+    fn background_process_is_found_in_group() {
+        let (_keep, out) = capture();
+        let child = spawn(spec("sleep 5 & exit 0", out), true).expect("spawn");
+        assert_eq!(wait(&child), ExitStatus::Code(0));
+        let members = group_members(child.pid);
+        assert_eq!(members.len(), 1, "{members:?}");
+        assert_eq!(members[0].name, "sleep");
+        signal_group(child.pid, Signal::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !group_members(child.pid).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "background process survived SIGKILL"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Finding the top of the tree: the directory whose `.redo/` holds the state.
+//!
+//! The search starts at the deepest directory that contains the current
+//! directory and every requested target, and walks up:
+//!
+//! 1. a directory that has `.redo/` is the top;
+//! 2. a directory that is the root of a version-control checkout (`.git`,
+//!    `.hg`, ...) is the top, even without `.redo/` yet;
+//! 3. the search never climbs into `$HOME` or `/` from below them, so a
+//!    `.redo/` left there by an accidental run never captures the projects
+//!    underneath;
+//! 4. when nothing is found, the start directory is the top.
+
+use std::path::{Path, PathBuf};
+
+use crate::constants::STATE_DIR;
+
+/// Entries that mark the root of a project checkout.
+const PROJECT_MARKERS: &[&str] = &[
+    ".git", ".hg", ".svn", ".bzr", "_darcs", ".fossil", "_FOSSIL_", ".jj", ".pijul",
+];
+
+/// Returns the deepest directory that contains all of `dirs` (absolute,
+/// normalized); `/` when they share nothing.
+pub fn common_ancestor(dirs: &[PathBuf]) -> PathBuf {
+    let Some(first) = dirs.first() else {
+        return PathBuf::from("/");
+    };
+    let mut common = first.clone();
+    for dir in &dirs[1..] {
+        while !dir.starts_with(&common) {
+            if !common.pop() {
+                return PathBuf::from("/");
+            }
+        }
+    }
+    common
+}
+
+/// Finds the top for a run that starts searching at `start` (absolute).
+/// `home` is the user's home directory, if known.
+pub fn find_top(start: &Path, home: Option<&Path>) -> PathBuf {
+    let mut dir = start;
+    loop {
+        if dir.join(STATE_DIR).is_dir()
+            || PROJECT_MARKERS
+                .iter()
+                .any(|marker| dir.join(marker).exists())
+        {
+            return dir.to_path_buf();
+        }
+        match dir.parent() {
+            Some(parent) if Some(parent) != home && parent != Path::new("/") => dir = parent,
+            _ => return start.to_path_buf(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_state_dir_wins() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let project = root.path().join("p");
+        std::fs::create_dir_all(project.join(".redo")).expect("mkdir");
+        std::fs::create_dir_all(project.join("src/deep")).expect("mkdir");
+        assert_eq!(find_top(&project.join("src/deep"), None), project);
+    }
+
+    #[test]
+    fn checkout_root_is_top_without_state() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let project = root.path().join("p");
+        std::fs::create_dir_all(project.join(".git")).expect("mkdir");
+        std::fs::create_dir_all(project.join("src")).expect("mkdir");
+        assert_eq!(find_top(&project.join("src"), None), project);
+    }
+
+    #[test]
+    fn state_in_home_does_not_capture_projects_below() {
+        let home = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(home.path().join(".redo")).expect("mkdir");
+        let project = home.path().join("proj/sub");
+        std::fs::create_dir_all(&project).expect("mkdir");
+        assert_eq!(find_top(&project, Some(home.path())), project);
+        // A run started in the home directory itself still uses it.
+        assert_eq!(find_top(home.path(), Some(home.path())), home.path());
+    }
+
+    #[test]
+    fn nothing_found_means_start_directory() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let start = root.path().join("a/b");
+        std::fs::create_dir_all(&start).expect("mkdir");
+        assert_eq!(find_top(&start, Some(root.path())), start);
+    }
+
+    #[test]
+    fn common_ancestor_of_dirs() {
+        let dirs = [
+            PathBuf::from("/p/src/a"),
+            PathBuf::from("/p/src/b/c"),
+            PathBuf::from("/p/src"),
+        ];
+        assert_eq!(common_ancestor(&dirs), Path::new("/p/src"));
+        assert_eq!(
+            common_ancestor(&[PathBuf::from("/x"), PathBuf::from("/y")]),
+            Path::new("/")
+        );
+    }
+}
