@@ -1,0 +1,84 @@
+"""Console-script entry points.
+
+Each installed command starts here. Inside a ``.do`` script, where the build
+engine's address is in the environment, the command hands over to the native
+inner command at once, without importing click; otherwise it runs the click
+CLI.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import NoReturn, Sequence
+
+from redors import _native
+
+__all__ = ["run_command"]
+
+
+def run_command(name: str, args: Sequence[str]) -> NoReturn:
+    """Run the redors command ``name`` with ``args``."""
+    if os.environ.get(_native.ENV["ENGINE"]) and os.environ.get(_native.ENV["JOB"]):
+        from redors.api import inner_commands_dir
+
+        program = os.path.join(inner_commands_dir(), name)
+        os.execv(program, [program, *args])
+    from redors import cli
+
+    cli.main(name, args)
+    sys.exit(0)
+
+
+def _main(name: str) -> NoReturn:
+    run_command(name, sys.argv[1:])
+
+
+def redo() -> NoReturn:
+    """``redo``"""
+    _main("redo")
+
+
+def redo_ifchange() -> NoReturn:
+    """``redo-ifchange``"""
+    _main("redo-ifchange")
+
+
+def redo_ifcreate() -> NoReturn:
+    """``redo-ifcreate``"""
+    _main("redo-ifcreate")
+
+
+def redo_always() -> NoReturn:
+    """``redo-always``"""
+    _main("redo-always")
+
+
+def redo_stamp() -> NoReturn:
+    """``redo-stamp``"""
+    _main("redo-stamp")
+
+
+def redo_whichdo() -> NoReturn:
+    """``redo-whichdo``"""
+    _main("redo-whichdo")
+
+
+def redo_flush_cache() -> NoReturn:
+    """``redo-flush-cache``"""
+    _main("redo-flush-cache")
+
+
+def redo_ood() -> NoReturn:
+    """``redo-ood``"""
+    _main("redo-ood")
+
+
+def redo_targets() -> NoReturn:
+    """``redo-targets``"""
+    _main("redo-targets")
+
+
+def redo_sources() -> NoReturn:
+    """``redo-sources``"""
+    _main("redo-sources")
