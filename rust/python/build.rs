@@ -4,15 +4,16 @@
 //! maturin packs only the extension module into the wheel, so the program
 //! travels inside it. It is built by a nested cargo with its own target
 //! directory under `OUT_DIR`, because the outer cargo holds the lock on the
-//! main one; it is always an optimized build, since it starts once per
-//! `redo-ifchange` call.
+//! main one. It starts once per `redo-ifchange` call, so it is always an
+//! optimized build, and on glibc it is linked statically: skipping the
+//! dynamic loader halves its start-up time (measured: 1.4 ms dynamic against
+//! 0.7 ms static per run on a 2-core x86-64 VM, where `/bin/true` takes 0.8).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
-    let manifest_dir =
-        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let workspace = manifest_dir
         .parent()
         .and_then(Path::parent)
@@ -21,41 +22,31 @@ fn main() {
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
     let target_dir = out_dir.join("client-target");
     let target = std::env::var("TARGET").expect("TARGET");
-    let host = std::env::var("HOST").expect("HOST");
 
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
-    command
-        .current_dir(&workspace)
-        .args([
-            "build",
-            "--release",
-            "--offline",
-            "-p",
-            "redors-client",
-            "--target-dir",
-        ])
-        .arg(&target_dir);
-    let mut release_dir = target_dir.clone();
-    if target != host {
-        command.args(["--target", &target]);
-        release_dir.push(&target);
+    command.current_dir(&workspace);
+    command.args(["build", "--release", "--offline", "-p", "redors-client"]);
+    command.arg("--target-dir").arg(&target_dir);
+    // With an explicit --target, the flags below reach only the program,
+    // not the build scripts that must run on the host.
+    command.args(["--target", &target]);
+    let mut flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    if target.ends_with("-linux-gnu") {
+        if !flags.is_empty() {
+            flags.push('\x1f');
+        }
+        flags.push_str("-Ctarget-feature=+crt-static");
     }
-    release_dir.push("release");
-    // The outer build's settings for this crate do not apply to the program.
-    for variable in [
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "PYO3_BUILD_EXTENSION_MODULE",
-    ] {
+    command.env("CARGO_ENCODED_RUSTFLAGS", flags);
+    // The outer build's settings for the extension do not apply to the program.
+    for variable in ["CARGO_TARGET_DIR", "CARGO_BUILD_TARGET", "PYO3_BUILD_EXTENSION_MODULE"] {
         command.env_remove(variable);
     }
-    let status = command
-        .status()
-        .expect("cannot run cargo to build redors-client");
+    let status = command.status().expect("cannot run cargo to build redors-client");
     assert!(status.success(), "building redors-client failed ({status})");
 
-    let program = release_dir.join("redors-client");
+    let program = target_dir.join(&target).join("release").join("redors-client");
     let bytes = std::fs::read(&program).expect("cannot read the built redors-client");
     let hash = blake3::hash(&bytes).to_hex();
     println!("cargo:rustc-env=REDORS_CLIENT_PATH={}", program.display());

@@ -26,17 +26,10 @@ fn main() -> ExitCode {
     let mut argv = std::env::args_os();
     let invoked = argv.next().unwrap_or_default();
     let mut args: Vec<OsString> = argv.collect();
-    let mut name = Path::new(&invoked)
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
+    let mut name = Path::new(&invoked).file_name().unwrap_or_default().to_string_lossy().into_owned();
     if name == SELF_NAME {
         if args.is_empty() {
-            eprintln!(
-                "{SELF_NAME}: usage: {SELF_NAME} COMMAND [ARGS...] (one of: {})",
-                COMMANDS.join(", ")
-            );
+            eprintln!("{SELF_NAME}: usage: {SELF_NAME} COMMAND [ARGS...] (one of: {})", COMMANDS.join(", "));
             return ExitCode::from(exit::USAGE as u8);
         }
         name = args.remove(0).to_string_lossy().into_owned();
@@ -47,16 +40,11 @@ fn main() -> ExitCode {
 
 fn run(name: &str, args: Vec<OsString>) -> i32 {
     if !COMMANDS.contains(&name) {
-        eprintln!(
-            "{SELF_NAME}: error: unknown command '{name}'; expected one of: {}",
-            COMMANDS.join(", ")
-        );
+        eprintln!("{SELF_NAME}: error: unknown command '{name}'; expected one of: {}", COMMANDS.join(", "));
         return exit::USAGE;
     }
     let engine = std::env::var_os(env::ENGINE).filter(|value| !value.is_empty());
-    let job = std::env::var(env::JOB)
-        .ok()
-        .and_then(|value| value.parse::<u64>().ok());
+    let job = std::env::var(env::JOB).ok().and_then(|value| value.parse::<u64>().ok());
     let (Some(engine), Some(job)) = (engine, job) else {
         return hand_to_python(name, args);
     };
@@ -106,11 +94,7 @@ fn build_request(name: &str, args: Vec<OsString>, job: u64, cwd: PathBuf) -> Res
             if !args.is_empty() {
                 return usage("takes no arguments");
             }
-            let command = if name == "redo-always" {
-                Command::Always
-            } else {
-                Command::FlushCache
-            };
+            let command = if name == "redo-always" { Command::Always } else { Command::FlushCache };
             (command, Vec::new())
         }
         "redo-stamp" => {
@@ -122,10 +106,7 @@ fn build_request(name: &str, args: Vec<OsString>, job: u64, cwd: PathBuf) -> Res
                 eprintln!("{name}: error: cannot read stdin: {err}");
                 return Err(exit::FAILED);
             }
-            (
-                Command::Stamp,
-                vec![OsStr::from_bytes(&hash_bytes(&data)).to_os_string()],
-            )
+            (Command::Stamp, vec![OsStr::from_bytes(&hash_bytes(&data)).to_os_string()])
         }
         "redo-whichdo" => {
             let args = targets(name, args)?;
@@ -136,12 +117,7 @@ fn build_request(name: &str, args: Vec<OsString>, job: u64, cwd: PathBuf) -> Res
         }
         _ => return usage("this command is not available inside a .do script"),
     };
-    Ok(Request {
-        command,
-        job,
-        cwd,
-        args,
-    })
+    Ok(Request { command, job, cwd, args })
 }
 
 /// Collects target names: every argument, with `--` ending options. Options
@@ -220,9 +196,6 @@ fn hand_to_python(name: &str, args: Vec<OsString>) -> i32 {
         command.env_remove(stale);
     }
     let err = command.exec();
-    eprintln!(
-        "{name}: error: cannot run '{}': {err}",
-        Path::new(&python).display()
-    );
+    eprintln!("{name}: error: cannot run '{}': {err}", Path::new(&python).display());
     exit::FAILED
 }

@@ -91,10 +91,7 @@ pub enum EngineError {
     /// The state database cannot be used.
     State(StoreError),
     /// The engine could not set itself up.
-    Setup {
-        action: &'static str,
-        err: io::Error,
-    },
+    Setup { action: &'static str, err: io::Error },
     /// Nothing runs and nothing can progress: a bug in redors.
     Stalled,
 }
@@ -104,10 +101,9 @@ impl fmt::Display for EngineError {
         match self {
             EngineError::State(err) => err.fmt(f),
             EngineError::Setup { action, err } => write!(f, "cannot {action}: {err}"),
-            EngineError::Stalled => write!(
-                f,
-                "internal error: the build stopped making progress with work left; please report this"
-            ),
+            EngineError::Stalled => {
+                write!(f, "internal error: the build stopped making progress with work left; please report this")
+            }
         }
     }
 }
@@ -142,16 +138,10 @@ pub fn run(
     let use_pidfd = config.use_pidfd && spawn::pidfds_supported();
     let signals = Signals::block(!use_pidfd).map_err(setup("block signals"))?;
     let listener = Listener::create().map_err(setup("create the engine socket"))?;
-    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
-        .map_err(|errno| setup("create an epoll set")(errno.into()))?;
+    let epoll =
+        Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|errno| setup("create an epoll set")(errno.into()))?;
     let store = Store::open_existing(&config.top)?;
-    let scheduler = Scheduler::new(
-        config,
-        resolver,
-        reporter,
-        listener.path().to_path_buf(),
-        store,
-    );
+    let scheduler = Scheduler::new(config, resolver, reporter, listener.path().to_path_buf(), store);
     let mut engine = Engine {
         use_pidfd,
         wait_background: config.wait_background,
@@ -323,14 +313,7 @@ impl Engine<'_> {
                         child.pidfd = None;
                     }
                 }
-                self.procs.insert(
-                    job,
-                    Proc {
-                        child,
-                        exited: None,
-                        background: Vec::new(),
-                    },
-                );
+                self.procs.insert(job, Proc { child, exited: None, background: Vec::new() });
             }
             Err(err) => self.scheduler.spawn_failed(job, err),
         }
@@ -451,20 +434,9 @@ impl Engine<'_> {
                     let id = self.next_client;
                     self.next_client += 1;
                     let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP;
-                    if self
-                        .epoll
-                        .add(
-                            stream.as_fd(),
-                            EpollEvent::new(flags, Source::Client(id).encode()),
-                        )
-                        .is_ok()
-                    {
-                        let connection = Connection {
-                            stream,
-                            input: Vec::new(),
-                            output: Vec::new(),
-                            dispatched: false,
-                        };
+                    if self.epoll.add(stream.as_fd(), EpollEvent::new(flags, Source::Client(id).encode())).is_ok() {
+                        let connection =
+                            Connection { stream, input: Vec::new(), output: Vec::new(), dispatched: false };
                         self.clients.insert(id, connection);
                     }
                 }
@@ -477,12 +449,8 @@ impl Engine<'_> {
         if flags.contains(EpollFlags::EPOLLOUT) {
             self.flush_client(id);
         }
-        if flags.intersects(
-            EpollFlags::EPOLLIN
-                | EpollFlags::EPOLLHUP
-                | EpollFlags::EPOLLRDHUP
-                | EpollFlags::EPOLLERR,
-        ) {
+        if flags.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLHUP | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLERR)
+        {
             self.read_client(id);
         }
     }
@@ -514,20 +482,14 @@ impl Engine<'_> {
                     connection.dispatched = true;
                     match protocol::Request::decode(&connection.input[..len]) {
                         Ok(request) => self.scheduler.request(id, request),
-                        Err(err) => self.send_reply(
-                            id,
-                            &Reply::error(exit::FAILED, format!("redo: error: {err}")),
-                        ),
+                        Err(err) => self.send_reply(id, &Reply::error(exit::FAILED, format!("redo: error: {err}"))),
                     }
                     return;
                 }
                 Ok(_) => {}
                 Err(err) => {
                     connection.dispatched = true;
-                    return self.send_reply(
-                        id,
-                        &Reply::error(exit::FAILED, format!("redo: error: {err}")),
-                    );
+                    return self.send_reply(id, &Reply::error(exit::FAILED, format!("redo: error: {err}")));
                 }
             }
         }
@@ -580,11 +542,7 @@ impl Engine<'_> {
 
     /// Stops every job after a signal and ends the run.
     fn interrupt(&mut self, signal: Signal) -> RunOutcome {
-        let forwarded = if signal == Signal::SIGHUP {
-            Signal::SIGTERM
-        } else {
-            signal
-        };
+        let forwarded = if signal == Signal::SIGHUP { Signal::SIGTERM } else { signal };
         self.stop_jobs(forwarded);
         self.scheduler.finish_run(exit::SIGNAL_BASE + signal as i32);
         RunOutcome::Interrupted(signal as i32)
@@ -600,17 +558,11 @@ impl Engine<'_> {
         let deadline = Instant::now() + STOP_GRACE;
         let mut killed = false;
         while !self.procs.is_empty() {
-            self.procs.retain(|_, proc| {
-                proc.exited.is_none() && matches!(spawn::try_wait(&proc.child), Ok(None))
-            });
+            self.procs.retain(|_, proc| proc.exited.is_none() && matches!(spawn::try_wait(&proc.child), Ok(None)));
             if self.procs.is_empty() {
                 break;
             }
-            let second_signal = !self
-                .signals
-                .take()
-                .iter()
-                .all(|&signal| signal == Signal::SIGCHLD);
+            let second_signal = !self.signals.take().iter().all(|&signal| signal == Signal::SIGCHLD);
             if !killed && (second_signal || Instant::now() >= deadline) {
                 for proc in self.procs.values() {
                     spawn::signal_group(proc.child.pid, Signal::SIGKILL);

@@ -44,11 +44,7 @@ pub fn install_client(root: &Path, program: &[u8], hash: &str) -> io::Result<Pat
 }
 
 fn fill(staging: &Path, program: &[u8]) -> io::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o755)
-        .open(staging.join(PROGRAM))?;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o755).open(staging.join(PROGRAM))?;
     file.write_all(program)?;
     file.sync_all()?;
     for name in COMMANDS {
@@ -67,17 +63,11 @@ mod tests {
         let dir = install_client(root.path(), b"#!/bin/sh\necho hi\n", "abc").expect("install");
         assert_eq!(dir, root.path().join("client-abc"));
         for name in COMMANDS {
-            assert_eq!(
-                std::fs::read_link(dir.join(name)).expect("link"),
-                Path::new(PROGRAM)
-            );
+            assert_eq!(std::fs::read_link(dir.join(name)).expect("link"), Path::new(PROGRAM));
         }
         let again = install_client(root.path(), b"ignored", "abc").expect("install again");
         assert_eq!(again, dir);
-        assert_eq!(
-            std::fs::read(dir.join(PROGRAM)).expect("read"),
-            b"#!/bin/sh\necho hi\n"
-        );
+        assert_eq!(std::fs::read(dir.join(PROGRAM)).expect("read"), b"#!/bin/sh\necho hi\n");
         assert_eq!(std::fs::read_dir(root.path()).expect("ls").count(), 1);
     }
 }

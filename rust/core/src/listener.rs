@@ -30,10 +30,7 @@ fn private_dir() -> io::Result<PathBuf> {
         }
     }
     bases.push(PathBuf::from("/tmp"));
-    let mut last_error = io::Error::new(
-        io::ErrorKind::NotFound,
-        "no directory for the engine socket",
-    );
+    let mut last_error = io::Error::new(io::ErrorKind::NotFound, "no directory for the engine socket");
     for base in bases {
         if base.as_os_str().len() + 30 > MAX_SOCKET_PATH || !base.is_dir() {
             continue;
@@ -113,10 +110,7 @@ mod tests {
     fn socket_is_private_and_removed() {
         let listener = Listener::create().expect("listen");
         let path = listener.path().to_path_buf();
-        let dir_mode = std::fs::metadata(path.parent().expect("dir"))
-            .expect("stat")
-            .mode()
-            & 0o777;
+        let dir_mode = std::fs::metadata(path.parent().expect("dir")).expect("stat").mode() & 0o777;
         assert_eq!(dir_mode, 0o700);
         let socket_mode = std::fs::symlink_metadata(&path).expect("stat").mode() & 0o777;
         assert_eq!(socket_mode, 0o600);

@@ -28,11 +28,7 @@ pub enum OutputError {
     /// The script wrote to stdout and also created `$3`.
     BothOutputs,
     /// A file operation failed.
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        err: io::Error,
-    },
+    Io { action: &'static str, path: PathBuf, err: io::Error },
 }
 
 impl fmt::Display for OutputError {
@@ -82,11 +78,7 @@ pub struct JobFiles {
 }
 
 fn io_error(action: &'static str, path: &Path, err: io::Error) -> OutputError {
-    OutputError::Io {
-        action,
-        path: path.to_path_buf(),
-        err,
-    }
+    OutputError::Io { action, path: path.to_path_buf(), err }
 }
 
 /// Removes a file, a symlink or a whole directory tree; a missing path is fine.
@@ -106,15 +98,10 @@ impl JobFiles {
     /// Chooses the temporary paths for building `target`, removes any left
     /// by an earlier run that died, and opens the stdout capture file.
     /// `spill_dir` holds the capture when the target's directory is missing.
-    pub fn prepare(
-        target: &Path,
-        spill_dir: &Path,
-        job: u64,
-    ) -> Result<(JobFiles, File), OutputError> {
+    pub fn prepare(target: &Path, spill_dir: &Path, job: u64) -> Result<(JobFiles, File), OutputError> {
         let dollar3 = sibling(target, ".", ".redo3.tmp");
         let beside = sibling(target, ".", ".redo1.tmp");
-        remove_any(&dollar3)
-            .map_err(|err| io_error("remove the stale temporary file", &dollar3, err))?;
+        remove_any(&dollar3).map_err(|err| io_error("remove the stale temporary file", &dollar3, err))?;
         let stdout_beside = target.parent().is_some_and(Path::is_dir);
         let stdout_path = if stdout_beside {
             beside
@@ -133,13 +120,7 @@ impl JobFiles {
             .open(&stdout_path)
             .map_err(|err| io_error("create the stdout capture file", &stdout_path, err))?;
         let before = Stamp::read(target).map_err(|err| io_error("read", target, err))?;
-        let files = JobFiles {
-            target: target.to_path_buf(),
-            dollar3,
-            stdout_path,
-            stdout_beside,
-            before,
-        };
+        let files = JobFiles { target: target.to_path_buf(), dollar3, stdout_path, stdout_beside, before };
         Ok((files, stdout))
     }
 
@@ -148,12 +129,8 @@ impl JobFiles {
     /// write to the capture file, which must then be copied, not renamed.
     pub fn install(&self, stdout: &File, shared_stdout: bool) -> Result<Produced, OutputError> {
         let after = Stamp::read(&self.target).map_err(|err| io_error("read", &self.target, err))?;
-        let dollar3 =
-            Stamp::read(&self.dollar3).map_err(|err| io_error("read", &self.dollar3, err))?;
-        let stdout_len = stdout
-            .metadata()
-            .map_err(|err| io_error("read", &self.stdout_path, err))?
-            .len();
+        let dollar3 = Stamp::read(&self.dollar3).map_err(|err| io_error("read", &self.dollar3, err))?;
+        let stdout_len = stdout.metadata().map_err(|err| io_error("read", &self.stdout_path, err))?.len();
 
         if after.exists() && after.kind != FileKind::Dir && after != self.before {
             return Err(OutputError::WroteTarget);
@@ -175,8 +152,7 @@ impl JobFiles {
             return Ok(Produced::Stdout);
         }
         self.remove_stdout();
-        remove_any(&self.target)
-            .map_err(|err| io_error("remove the stale target", &self.target, err))?;
+        remove_any(&self.target).map_err(|err| io_error("remove the stale target", &self.target, err))?;
         Ok(Produced::Nothing)
     }
 
@@ -215,20 +191,11 @@ fn replace(source: &Path, target: &Path) -> Result<(), OutputError> {
     match std::fs::rename(source, target) {
         Ok(()) => return Ok(()),
         Err(err)
-            if matches!(
-                err.raw_os_error(),
-                Some(libc::EISDIR | libc::ENOTEMPTY | libc::EEXIST | libc::ENOTDIR)
-            ) => {}
+            if matches!(err.raw_os_error(), Some(libc::EISDIR | libc::ENOTEMPTY | libc::EEXIST | libc::ENOTDIR)) => {}
         Err(err) => return Err(io_error("move the result into place at", target, err)),
     }
-    renameat2(
-        AT_FDCWD,
-        source,
-        AT_FDCWD,
-        target,
-        RenameFlags::RENAME_EXCHANGE,
-    )
-    .map_err(|errno: Errno| io_error("replace", target, io::Error::from(errno)))?;
+    renameat2(AT_FDCWD, source, AT_FDCWD, target, RenameFlags::RENAME_EXCHANGE)
+        .map_err(|errno: Errno| io_error("replace", target, io::Error::from(errno)))?;
     remove_any(source).map_err(|err| io_error("remove the previous version of", target, err))
 }
 
@@ -247,10 +214,7 @@ mod tests {
         std::fs::write(dir.path().join("out"), b"old").expect("write");
         let (files, stdout) = prepare(dir.path(), "out");
         std::fs::write(&files.dollar3, b"new").expect("write $3");
-        assert_eq!(
-            files.install(&stdout, false).expect("install"),
-            Produced::Dollar3
-        );
+        assert_eq!(files.install(&stdout, false).expect("install"), Produced::Dollar3);
         assert_eq!(std::fs::read(dir.path().join("out")).expect("read"), b"new");
         assert!(!files.dollar3.exists());
         assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);
@@ -261,14 +225,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (files, mut stdout) = prepare(dir.path(), "out");
         stdout.write_all(b"printed\n").expect("write");
-        assert_eq!(
-            files.install(&stdout, false).expect("install"),
-            Produced::Stdout
-        );
-        assert_eq!(
-            std::fs::read(dir.path().join("out")).expect("read"),
-            b"printed\n"
-        );
+        assert_eq!(files.install(&stdout, false).expect("install"), Produced::Stdout);
+        assert_eq!(std::fs::read(dir.path().join("out")).expect("read"), b"printed\n");
         assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);
     }
 
@@ -279,10 +237,7 @@ mod tests {
         stdout.write_all(b"first").expect("write");
         files.install(&stdout, true).expect("install");
         stdout.write_all(b" late").expect("late write");
-        assert_eq!(
-            std::fs::read(dir.path().join("out")).expect("read"),
-            b"first"
-        );
+        assert_eq!(std::fs::read(dir.path().join("out")).expect("read"), b"first");
     }
 
     #[test]
@@ -303,10 +258,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("clean"), b"stale").expect("write");
         let (files, stdout) = prepare(dir.path(), "clean");
-        assert_eq!(
-            files.install(&stdout, false).expect("install"),
-            Produced::Nothing
-        );
+        assert_eq!(files.install(&stdout, false).expect("install"), Produced::Nothing);
         assert!(!dir.path().join("clean").exists());
         assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 0);
     }
@@ -316,10 +268,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (files, stdout) = prepare(dir.path(), "out");
         std::fs::write(dir.path().join("out"), b"direct").expect("write");
-        assert!(matches!(
-            files.install(&stdout, false),
-            Err(OutputError::WroteTarget)
-        ));
+        assert!(matches!(files.install(&stdout, false), Err(OutputError::WroteTarget)));
     }
 
     #[test]
@@ -351,10 +300,7 @@ mod tests {
         let (files, stdout) = prepare(dir.path(), "x");
         std::os::unix::fs::symlink("elsewhere", &files.dollar3).expect("symlink");
         files.install(&stdout, false).expect("install");
-        assert_eq!(
-            std::fs::read_link(&target).expect("readlink"),
-            Path::new("elsewhere")
-        );
+        assert_eq!(std::fs::read_link(&target).expect("readlink"), Path::new("elsewhere"));
     }
 
     #[test]
@@ -362,24 +308,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let target_dir = dir.path().join("build");
         let (files, mut stdout) =
-            JobFiles::prepare(&target_dir.join("out"), &dir.path().join(".redo/tmp"), 7)
-                .expect("prepare");
+            JobFiles::prepare(&target_dir.join("out"), &dir.path().join(".redo/tmp"), 7).expect("prepare");
         stdout.write_all(b"data").expect("write");
         std::fs::create_dir(&target_dir).expect("mkdir");
-        assert_eq!(
-            files.install(&stdout, false).expect("install"),
-            Produced::Stdout
-        );
-        assert_eq!(
-            std::fs::read(target_dir.join("out")).expect("read"),
-            b"data"
-        );
-        assert_eq!(
-            std::fs::read_dir(dir.path().join(".redo/tmp"))
-                .expect("ls")
-                .count(),
-            0
-        );
+        assert_eq!(files.install(&stdout, false).expect("install"), Produced::Stdout);
+        assert_eq!(std::fs::read(target_dir.join("out")).expect("read"), b"data");
+        assert_eq!(std::fs::read_dir(dir.path().join(".redo/tmp")).expect("ls").count(), 0);
     }
 
     #[test]
@@ -389,11 +323,7 @@ mod tests {
         let (files, mut stdout) = prepare(dir.path(), "out");
         stdout.write_all(b"x").expect("write");
         files.install(&stdout, false).expect("install");
-        let mode = std::fs::metadata(dir.path().join("out"))
-            .expect("stat")
-            .permissions()
-            .mode()
-            & 0o777;
+        let mode = std::fs::metadata(dir.path().join("out")).expect("stat").permissions().mode() & 0o777;
         // SAFETY: umask only swaps the process's file mode mask and cannot fail.
         let mask = unsafe {
             let mask = libc::umask(0o022);

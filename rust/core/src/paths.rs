@@ -11,11 +11,7 @@ use std::path::{Component, Path, PathBuf};
 /// Joins `name` onto `cwd` (unless `name` is absolute) and removes `.` and
 /// `..` components without touching the file system.
 pub fn absolute(cwd: &Path, name: &Path) -> PathBuf {
-    if name.is_absolute() {
-        normalize(name)
-    } else {
-        normalize(&cwd.join(name))
-    }
+    if name.is_absolute() { normalize(name) } else { normalize(&cwd.join(name)) }
 }
 
 /// Removes `.` and `..` components of an absolute path lexically.
@@ -60,11 +56,7 @@ pub fn from_key(top: &Path, key: &Path) -> PathBuf {
 pub fn relative(path: &Path, base: &Path) -> PathBuf {
     let path_parts: Vec<&OsStr> = normal_parts(path);
     let base_parts: Vec<&OsStr> = normal_parts(base);
-    let common = path_parts
-        .iter()
-        .zip(&base_parts)
-        .take_while(|(a, b)| a == b)
-        .count();
+    let common = path_parts.iter().zip(&base_parts).take_while(|(a, b)| a == b).count();
     let mut out = PathBuf::new();
     for _ in common..base_parts.len() {
         out.push("..");
@@ -117,38 +109,20 @@ mod tests {
     fn key_inside_and_outside_top() {
         let top = Path::new("/proj");
         assert_eq!(key(top, Path::new("/proj/src/a.o")), Path::new("src/a.o"));
-        assert_eq!(
-            key(top, Path::new("/usr/include/x.h")),
-            Path::new("/usr/include/x.h")
-        );
+        assert_eq!(key(top, Path::new("/usr/include/x.h")), Path::new("/usr/include/x.h"));
         assert_eq!(key(top, Path::new("/proj")), Path::new("."));
         assert_eq!(key(top, Path::new("/project2/a")), Path::new("/project2/a"));
-        assert_eq!(
-            from_key(top, Path::new("src/a.o")),
-            Path::new("/proj/src/a.o")
-        );
+        assert_eq!(from_key(top, Path::new("src/a.o")), Path::new("/proj/src/a.o"));
         assert_eq!(from_key(top, Path::new("/etc/x")), Path::new("/etc/x"));
         assert_eq!(from_key(top, Path::new(".")), Path::new("/proj"));
     }
 
     #[test]
     fn relative_walks_up_with_dotdot() {
-        assert_eq!(
-            relative(Path::new("/a/b/c"), Path::new("/a/d")),
-            Path::new("../b/c")
-        );
-        assert_eq!(
-            relative(Path::new("/a/b"), Path::new("/a/b")),
-            Path::new(".")
-        );
-        assert_eq!(
-            relative(Path::new("/a/b/c"), Path::new("/a")),
-            Path::new("b/c")
-        );
-        assert_eq!(
-            relative(Path::new("/x"), Path::new("/a/b")),
-            Path::new("../../x")
-        );
+        assert_eq!(relative(Path::new("/a/b/c"), Path::new("/a/d")), Path::new("../b/c"));
+        assert_eq!(relative(Path::new("/a/b"), Path::new("/a/b")), Path::new("."));
+        assert_eq!(relative(Path::new("/a/b/c"), Path::new("/a")), Path::new("b/c"));
+        assert_eq!(relative(Path::new("/x"), Path::new("/a/b")), Path::new("../../x"));
     }
 
     #[test]

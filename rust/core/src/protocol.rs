@@ -81,19 +81,12 @@ pub struct Reply {
 impl Reply {
     /// A reply with only an exit status.
     pub fn status(status: i32) -> Reply {
-        Reply {
-            status,
-            ..Reply::default()
-        }
+        Reply { status, ..Reply::default() }
     }
 
     /// A failing reply whose message the command prints on stderr.
     pub fn error(status: i32, message: impl fmt::Display) -> Reply {
-        Reply {
-            status,
-            stdout: Vec::new(),
-            stderr: format!("{message}\n").into_bytes(),
-        }
+        Reply { status, stdout: Vec::new(), stderr: format!("{message}\n").into_bytes() }
     }
 }
 
@@ -205,12 +198,9 @@ impl Request {
 
     /// Decodes one whole frame.
     pub fn decode(frame: &[u8]) -> Result<Request, ProtocolError> {
-        let mut cursor = Cursor {
-            data: body_of(frame)?,
-        };
+        let mut cursor = Cursor { data: body_of(frame)? };
         let code = cursor.u8()?;
-        let command = Command::from_code(code)
-            .ok_or_else(|| ProtocolError(format!("unknown command {code}")))?;
+        let command = Command::from_code(code).ok_or_else(|| ProtocolError(format!("unknown command {code}")))?;
         let job = cursor.u64()?;
         let cwd = PathBuf::from(OsString::from_vec(cursor.bytes()?.to_vec()));
         let count = cursor.u32()? as usize;
@@ -218,12 +208,7 @@ impl Request {
         for _ in 0..count {
             args.push(OsString::from_vec(cursor.bytes()?.to_vec()));
         }
-        Ok(Request {
-            command,
-            job,
-            cwd,
-            args,
-        })
+        Ok(Request { command, job, cwd, args })
     }
 }
 
@@ -239,17 +224,11 @@ impl Reply {
 
     /// Decodes one whole frame.
     pub fn decode(frame: &[u8]) -> Result<Reply, ProtocolError> {
-        let mut cursor = Cursor {
-            data: body_of(frame)?,
-        };
+        let mut cursor = Cursor { data: body_of(frame)? };
         let status = cursor.u32()? as i32;
         let stdout = cursor.bytes()?.to_vec();
         let stderr = cursor.bytes()?.to_vec();
-        Ok(Reply {
-            status,
-            stdout,
-            stderr,
-        })
+        Ok(Reply { status, stdout, stderr })
     }
 }
 
@@ -291,10 +270,7 @@ mod tests {
             command: Command::Ifchange,
             job: 42,
             cwd: PathBuf::from("/top/sub dir"),
-            args: vec![
-                OsString::from("hello wörld.out"),
-                OsString::from_vec(vec![0xff, b'x']),
-            ],
+            args: vec![OsString::from("hello wörld.out"), OsString::from_vec(vec![0xff, b'x'])],
         };
         let frame = request.encode();
         assert_eq!(frame_len(&frame).expect("header"), Some(frame.len()));
@@ -303,11 +279,7 @@ mod tests {
 
     #[test]
     fn reply_round_trip() {
-        let reply = Reply {
-            status: 1,
-            stdout: b"a.do\n".to_vec(),
-            stderr: b"no\n".to_vec(),
-        };
+        let reply = Reply { status: 1, stdout: b"a.do\n".to_vec(), stderr: b"no\n".to_vec() };
         assert_eq!(Reply::decode(&reply.encode()).expect("decode"), reply);
     }
 
@@ -326,13 +298,9 @@ mod tests {
 
     #[test]
     fn truncated_body_is_rejected() {
-        let mut frame = Request {
-            command: Command::Redo,
-            job: 1,
-            cwd: PathBuf::from("/"),
-            args: vec![OsString::from("x")],
-        }
-        .encode();
+        let mut frame =
+            Request { command: Command::Redo, job: 1, cwd: PathBuf::from("/"), args: vec![OsString::from("x")] }
+                .encode();
         frame.truncate(frame.len() - 1);
         let len = (frame.len() - HEADER_LEN) as u32;
         frame[6..10].copy_from_slice(&len.to_le_bytes());

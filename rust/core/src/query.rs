@@ -23,11 +23,7 @@ pub fn out_of_date(top: &Path) -> Result<Vec<PathBuf>, StoreError> {
     let Some(store) = Store::open_read_only(top)? else {
         return Ok(Vec::new());
     };
-    let mut checker = Checker {
-        store: &store,
-        top,
-        verdicts: HashMap::new(),
-    };
+    let mut checker = Checker { store: &store, top, verdicts: HashMap::new() };
     let mut found = Vec::new();
     for key in store.keys(true)? {
         if checker.is_out_of_date(&key)? {
@@ -122,11 +118,7 @@ impl Checker<'_> {
             Some(id) => self.store.deps(id)?,
             None => Vec::new(),
         };
-        Ok(Ok(Frame {
-            key: key.to_path_buf(),
-            deps,
-            next: 0,
-        }))
+        Ok(Ok(Frame { key: key.to_path_buf(), deps, next: 0 }))
     }
 
     /// Decides a target from its own flags and file, when they suffice.
@@ -151,14 +143,8 @@ impl Checker<'_> {
     fn dep_changed(&self, dep: &DepRecord) -> Result<DepState, StoreError> {
         let abs = paths::from_key(self.top, &dep.key);
         if dep.kind == DepKind::IfCreate {
-            let exists = Stamp::read(&abs)
-                .map(|stamp| stamp.exists())
-                .unwrap_or(true);
-            return Ok(if exists {
-                DepState::Changed
-            } else {
-                DepState::Unchanged
-            });
+            let exists = Stamp::read(&abs).map(|stamp| stamp.exists()).unwrap_or(true);
+            return Ok(if exists { DepState::Changed } else { DepState::Unchanged });
         }
         let Some(record) = self.store.file(&dep.key)? else {
             return Ok(DepState::Changed);
@@ -170,11 +156,7 @@ impl Checker<'_> {
             Ok(stamp) => file_changed(&abs, &record, &stamp) || record.generation != dep.generation,
             Err(_) => true,
         };
-        Ok(if changed {
-            DepState::Changed
-        } else {
-            DepState::Unchanged
-        })
+        Ok(if changed { DepState::Changed } else { DepState::Unchanged })
     }
 }
 

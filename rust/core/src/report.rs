@@ -48,10 +48,7 @@ pub struct Recorder {
 impl Recorder {
     /// Returns the events reported so far.
     pub fn events(&self) -> Vec<Event> {
-        self.events
-            .lock()
-            .map(|events| events.clone())
-            .unwrap_or_default()
+        self.events.lock().map(|events| events.clone()).unwrap_or_default()
     }
 }
 

@@ -34,15 +34,9 @@ pub(crate) struct Child {
 
 /// Starts a job's process in a new process group.
 pub(crate) fn spawn(spec: JobSpec, use_pidfd: bool) -> io::Result<Child> {
-    let JobSpec {
-        argv,
-        cwd,
-        env,
-        stdout,
-    } = spec;
-    let (program, args) = argv
-        .split_first()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command line"))?;
+    let JobSpec { argv, cwd, env, stdout } = spec;
+    let (program, args) =
+        argv.split_first().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command line"))?;
     let mut command = Command::new(program);
     command
         .args(args)
@@ -55,11 +49,7 @@ pub(crate) fn spawn(spec: JobSpec, use_pidfd: bool) -> io::Result<Child> {
         .process_group(0);
     let child = command.spawn()?;
     let pid = Pid::from_raw(child.id() as i32);
-    let pidfd = if use_pidfd {
-        pidfd_open(pid).ok()
-    } else {
-        None
-    };
+    let pidfd = if use_pidfd { pidfd_open(pid).ok() } else { None };
     Ok(Child { pid, pidfd })
 }
 
@@ -124,11 +114,7 @@ pub(crate) fn group_members(pgid: Pid) -> Vec<Background> {
     };
     let mut members = Vec::new();
     for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|name| name.parse::<i32>().ok())
-        else {
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<i32>().ok()) else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
@@ -226,20 +212,10 @@ mod tests {
         let child = spawn(spec(script, out), true).expect("spawn");
         assert_eq!(wait(&child), ExitStatus::Code(0));
         let listing = std::fs::read_to_string(file.path()).expect("read");
-        assert!(
-            !listing.contains(&*held.path().to_string_lossy()),
-            "{listing}"
-        );
+        assert!(!listing.contains(&*held.path().to_string_lossy()), "{listing}");
         let mut fds: Vec<i32> = listing
             .lines()
-            .filter_map(|line| {
-                line.split_once(" -> ")?
-                    .0
-                    .split_whitespace()
-                    .last()?
-                    .parse()
-                    .ok()
-            })
+            .filter_map(|line| line.split_once(" -> ")?.0.split_whitespace().last()?.parse().ok())
             .collect();
         fds.sort_unstable();
         assert_eq!(fds, inheritable_fds(), "{listing}");
@@ -252,13 +228,7 @@ mod tests {
         let child = spawn(spec(script, out), true).expect("spawn");
         assert_eq!(wait(&child), ExitStatus::Code(0));
         let text = std::fs::read_to_string(file.path()).expect("read");
-        let pgid: i32 = text
-            .lines()
-            .next()
-            .expect("pgid line")
-            .trim()
-            .parse()
-            .expect("number");
+        let pgid: i32 = text.lines().next().expect("pgid line").trim().parse().expect("number");
         assert_eq!(pgid, child.pid.as_raw());
         assert!(text.contains("SigBlk:\t0000000000000000"), "{text}");
     }
@@ -274,10 +244,7 @@ mod tests {
         signal_group(child.pid, Signal::SIGKILL);
         let deadline = Instant::now() + Duration::from_secs(5);
         while !group_members(child.pid).is_empty() {
-            assert!(
-                Instant::now() < deadline,
-                "background process survived SIGKILL"
-            );
+            assert!(Instant::now() < deadline, "background process survived SIGKILL");
             std::thread::sleep(Duration::from_millis(10));
         }
     }

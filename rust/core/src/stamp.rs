@@ -67,13 +67,7 @@ pub const RACY_WINDOW_NS: i64 = 2_000_000_000;
 
 impl Stamp {
     /// Stamp of a path where nothing exists.
-    pub const MISSING: Stamp = Stamp {
-        kind: FileKind::Missing,
-        ino: 0,
-        size: 0,
-        mtime_ns: 0,
-        ctime_ns: 0,
-    };
+    pub const MISSING: Stamp = Stamp { kind: FileKind::Missing, ino: 0, size: 0, mtime_ns: 0, ctime_ns: 0 };
 
     /// Reads the stamp of `path`. A symlink is followed for the metadata but
     /// keeps the kind [`FileKind::Symlink`]; a dangling one describes the link.
@@ -188,10 +182,7 @@ mod tests {
         assert!(!stamp.exists());
         let under_file = dir.path().join("f");
         std::fs::write(&under_file, b"x").expect("write");
-        assert_eq!(
-            Stamp::read(&under_file.join("child")).expect("stamp"),
-            Stamp::MISSING
-        );
+        assert_eq!(Stamp::read(&under_file.join("child")).expect("stamp"), Stamp::MISSING);
     }
 
     #[test]
@@ -203,10 +194,7 @@ mod tests {
         assert_eq!(first.kind, FileKind::File);
         assert_eq!(first.size, 3);
         let hash_one = content_hash(&path, &first).expect("hash");
-        let mut file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .expect("open");
+        let mut file = std::fs::OpenOptions::new().append(true).open(&path).expect("open");
         file.write_all(b" two").expect("append");
         drop(file);
         let second = Stamp::read(&path).expect("stamp");
@@ -242,11 +230,7 @@ mod tests {
 
     #[test]
     fn recent_stamp_is_racy() {
-        let stamp = Stamp {
-            kind: FileKind::File,
-            mtime_ns: 10_000_000_000,
-            ..Stamp::MISSING
-        };
+        let stamp = Stamp { kind: FileKind::File, mtime_ns: 10_000_000_000, ..Stamp::MISSING };
         assert!(stamp.is_racy(10_500_000_000));
         assert!(!stamp.is_racy(10_000_000_000 + RACY_WINDOW_NS + 1));
         assert!(!Stamp::MISSING.is_racy(0));

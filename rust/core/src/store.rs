@@ -46,11 +46,7 @@ pub enum DepKind {
 
 impl DepKind {
     fn from_code(code: i64) -> DepKind {
-        if code == DepKind::IfCreate as i64 {
-            DepKind::IfCreate
-        } else {
-            DepKind::IfChange
-        }
+        if code == DepKind::IfCreate as i64 { DepKind::IfCreate } else { DepKind::IfChange }
     }
 }
 
@@ -132,11 +128,7 @@ impl fmt::Display for StoreError {
                 path.display()
             ),
             StoreError::Failed { path, detail } => {
-                write!(
-                    f,
-                    "cannot use the state database '{}': {detail}",
-                    path.display()
-                )
+                write!(f, "cannot use the state database '{}': {detail}", path.display())
             }
         }
     }
@@ -202,10 +194,7 @@ impl Store {
     /// empty database when there is none yet.
     pub fn create(top: &Path) -> Result<Store> {
         let path = db_path(top);
-        let failed = |detail: String| StoreError::Failed {
-            path: path.clone(),
-            detail,
-        };
+        let failed = |detail: String| StoreError::Failed { path: path.clone(), detail };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|err| failed(err.to_string()))?;
         }
@@ -232,20 +221,13 @@ impl Store {
         if !path.exists() {
             return Ok(None);
         }
-        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
-            |err| StoreError::Failed {
-                path: path.clone(),
-                detail: err.to_string(),
-            },
-        )?;
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|err| StoreError::Failed { path: path.clone(), detail: err.to_string() })?;
         let store = Store { conn, path };
         store.configure()?;
         let version = store.user_version()?;
         if version > SCHEMA_VERSION {
-            return Err(StoreError::TooNew {
-                path: store.path.clone(),
-                found: version,
-            });
+            return Err(StoreError::TooNew { path: store.path.clone(), found: version });
         }
         Ok(Some(store))
     }
@@ -256,9 +238,7 @@ impl Store {
     }
 
     fn configure(&self) -> Result<()> {
-        self.conn
-            .busy_timeout(Duration::from_secs(60))
-            .map_err(|err| self.error(err))?;
+        self.conn.busy_timeout(Duration::from_secs(60)).map_err(|err| self.error(err))?;
         // WAL lets other runs read while this one writes; NORMAL syncing keeps
         // every commit safe against a killed process, which is the fault redo
         // must survive, at a fraction of the cost of FULL.
@@ -268,18 +248,13 @@ impl Store {
     }
 
     fn user_version(&self) -> Result<i32> {
-        self.conn
-            .query_row("PRAGMA user_version", [], |row| row.get(0))
-            .map_err(|err| self.error(err))
+        self.conn.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(|err| self.error(err))
     }
 
     fn migrate(&mut self) -> Result<()> {
         let version = self.user_version()?;
         if version > SCHEMA_VERSION {
-            return Err(StoreError::TooNew {
-                path: self.path.clone(),
-                found: version,
-            });
+            return Err(StoreError::TooNew { path: self.path.clone(), found: version });
         }
         if version == SCHEMA_VERSION {
             return Ok(());
@@ -287,30 +262,17 @@ impl Store {
         // Several runs may start on a new tree at once: the first to take
         // the write lock creates the schema, the others find it done.
         let path = self.path.clone();
-        let corrupt = |detail: String| StoreError::Corrupt {
-            path: path.clone(),
-            detail,
-        };
-        let failed = |err: rusqlite::Error| StoreError::Failed {
-            path: path.clone(),
-            detail: err.to_string(),
-        };
-        let tx = rusqlite::Transaction::new(&mut self.conn, TransactionBehavior::Immediate)
-            .map_err(failed)?;
-        let version: i32 = tx
-            .query_row("PRAGMA user_version", [], |row| row.get(0))
-            .map_err(failed)?;
+        let corrupt = |detail: String| StoreError::Corrupt { path: path.clone(), detail };
+        let failed = |err: rusqlite::Error| StoreError::Failed { path: path.clone(), detail: err.to_string() };
+        let tx = rusqlite::Transaction::new(&mut self.conn, TransactionBehavior::Immediate).map_err(failed)?;
+        let version: i32 = tx.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(failed)?;
         if version != SCHEMA_VERSION {
-            let tables: i64 = tx
-                .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))
-                .map_err(failed)?;
+            let tables: i64 =
+                tx.query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0)).map_err(failed)?;
             if tables > 0 {
-                return Err(corrupt(format!(
-                    "it holds tables but schema version {version}, which redors never wrote"
-                )));
+                return Err(corrupt(format!("it holds tables but schema version {version}, which redors never wrote")));
             }
-            tx.execute_batch(&format!("{SCHEMA} PRAGMA user_version = {SCHEMA_VERSION};"))
-                .map_err(failed)?;
+            tx.execute_batch(&format!("{SCHEMA} PRAGMA user_version = {SCHEMA_VERSION};")).map_err(failed)?;
         }
         tx.commit().map_err(failed)
     }
@@ -321,29 +283,17 @@ impl Store {
         let detail = err.to_string();
         match err.sqlite_error_code() {
             Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => {
-                StoreError::Corrupt {
-                    path: self.path.clone(),
-                    detail,
-                }
+                StoreError::Corrupt { path: self.path.clone(), detail }
             }
-            _ => StoreError::Failed {
-                path: self.path.clone(),
-                detail,
-            },
+            _ => StoreError::Failed { path: self.path.clone(), detail },
         }
     }
 
     /// Loads the record of the file with the given key.
     pub fn file(&self, key: &Path) -> Result<Option<FileRecord>> {
         let sql = format!("SELECT {FILE_COLUMNS} FROM files WHERE path = ?1");
-        let mut statement = self
-            .conn
-            .prepare_cached(&sql)
-            .map_err(|err| self.error(err))?;
-        statement
-            .query_row(params![key_bytes(key)], read_file_row)
-            .optional()
-            .map_err(|err| self.error(err))
+        let mut statement = self.conn.prepare_cached(&sql).map_err(|err| self.error(err))?;
+        statement.query_row(params![key_bytes(key)], read_file_row).optional().map_err(|err| self.error(err))
     }
 
     /// Loads the dependencies of a target in the order they were recorded.
@@ -365,8 +315,7 @@ impl Store {
                 })
             })
             .map_err(|err| self.error(err))?;
-        rows.collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|err| self.error(err))
+        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(|err| self.error(err))
     }
 
     /// Lists the keys of every file recorded as a target, or as a source.
@@ -375,9 +324,7 @@ impl Store {
             .conn
             // Targets that produced no file are still targets; a source that
             // was only ever seen missing (an ifcreate dependency) is not listed.
-            .prepare_cached(
-                "SELECT path FROM files WHERE is_target = ?1 AND (is_target OR kind != 0) ORDER BY path",
-            )
+            .prepare_cached("SELECT path FROM files WHERE is_target = ?1 AND (is_target OR kind != 0) ORDER BY path")
             .map_err(|err| self.error(err))?;
         let rows = statement
             .query_map(params![targets], |row| {
@@ -385,23 +332,15 @@ impl Store {
                 Ok(PathBuf::from(OsStr::from_bytes(&path)))
             })
             .map_err(|err| self.error(err))?;
-        rows.collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|err| self.error(err))
+        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(|err| self.error(err))
     }
 
     /// Runs `body` in one write transaction, committed when it returns `Ok`.
     pub fn write<T>(&mut self, body: impl FnOnce(&Writer<'_>) -> Result<T>) -> Result<T> {
         let path = self.path.clone();
-        let failed = |err: rusqlite::Error| StoreError::Failed {
-            path: path.clone(),
-            detail: err.to_string(),
-        };
-        let tx = rusqlite::Transaction::new(&mut self.conn, TransactionBehavior::Immediate)
-            .map_err(failed)?;
-        let writer = Writer {
-            tx: &tx,
-            path: &self.path,
-        };
+        let failed = |err: rusqlite::Error| StoreError::Failed { path: path.clone(), detail: err.to_string() };
+        let tx = rusqlite::Transaction::new(&mut self.conn, TransactionBehavior::Immediate).map_err(failed)?;
+        let writer = Writer { tx: &tx, path: &self.path };
         let value = body(&writer)?;
         tx.commit().map_err(failed)?;
         Ok(value)
@@ -416,10 +355,7 @@ pub struct Writer<'a> {
 
 impl Writer<'_> {
     fn error(&self, err: rusqlite::Error) -> StoreError {
-        StoreError::Failed {
-            path: self.path.to_path_buf(),
-            detail: err.to_string(),
-        }
+        StoreError::Failed { path: self.path.to_path_buf(), detail: err.to_string() }
     }
 
     /// Inserts or updates the record of the file with the given key and
@@ -469,9 +405,7 @@ impl Writer<'_> {
             .map_err(|err| self.error(err))?;
         let mut insert = self
             .tx
-            .prepare_cached(
-                "INSERT INTO deps (target, seq, dep, kind, generation) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
+            .prepare_cached("INSERT INTO deps (target, seq, dep, kind, generation) VALUES (?1, ?2, ?3, ?4, ?5)")
             .map_err(|err| self.error(err))?;
         for (seq, (dep, kind, generation)) in deps.iter().enumerate() {
             insert
@@ -482,13 +416,7 @@ impl Writer<'_> {
     }
 
     /// Records the start of a run and returns its id.
-    pub fn start_run(
-        &self,
-        pid: u32,
-        started_ns: i64,
-        startdir: &Path,
-        command: &str,
-    ) -> Result<i64> {
+    pub fn start_run(&self, pid: u32, started_ns: i64, startdir: &Path, command: &str) -> Result<i64> {
         self.tx
             .execute(
                 "INSERT INTO runs (pid, started_ns, startdir, command) VALUES (?1, ?2, ?3, ?4)",
@@ -501,10 +429,7 @@ impl Writer<'_> {
     /// Records how a run ended.
     pub fn finish_run(&self, run: i64, finished_ns: i64, status: i32) -> Result<()> {
         self.tx
-            .execute(
-                "UPDATE runs SET finished_ns = ?2, status = ?3 WHERE id = ?1",
-                params![run, finished_ns, status],
-            )
+            .execute("UPDATE runs SET finished_ns = ?2, status = ?3 WHERE id = ?1", params![run, finished_ns, status])
             .map(|_| ())
             .map_err(|err| self.error(err))
     }
@@ -547,13 +472,7 @@ mod tests {
         FileRecord {
             id: None,
             is_target: true,
-            stamp: Stamp {
-                kind: FileKind::File,
-                ino: 7,
-                size: 3,
-                mtime_ns: 11,
-                ctime_ns: 12,
-            },
+            stamp: Stamp { kind: FileKind::File, ino: 7, size: 3, mtime_ns: 11, ctime_ns: 12 },
             seen_ns: 13,
             hash: Some([5; 32]),
             generation: 2,
@@ -569,20 +488,13 @@ mod tests {
         let mut store = Store::create(dir.path()).expect("create");
         let mut record = sample();
         let key = Path::new("sub/two  spaces wörld.o");
-        store
-            .write(|w| w.put_file(key, &mut record))
-            .expect("write");
+        store.write(|w| w.put_file(key, &mut record)).expect("write");
         assert!(record.id.is_some());
         assert_eq!(store.file(key).expect("load"), Some(record.clone()));
         assert_eq!(store.file(Path::new("other")).expect("load"), None);
         record.generation = 3;
-        store
-            .write(|w| w.put_file(key, &mut record))
-            .expect("update");
-        assert_eq!(
-            store.file(key).expect("load").map(|r| r.generation),
-            Some(3)
-        );
+        store.write(|w| w.put_file(key, &mut record)).expect("update");
+        assert_eq!(store.file(key).expect("load").map(|r| r.generation), Some(3));
     }
 
     #[test]
@@ -597,10 +509,7 @@ mod tests {
                 let t = w.put_file(Path::new("t"), &mut target)?;
                 let b_id = w.put_file(Path::new("b"), &mut b)?;
                 let a_id = w.put_file(Path::new("a"), &mut a)?;
-                w.set_deps(
-                    t,
-                    &[(b_id, DepKind::IfCreate, 0), (a_id, DepKind::IfChange, 4)],
-                )
+                w.set_deps(t, &[(b_id, DepKind::IfCreate, 0), (a_id, DepKind::IfChange, 4)])
             })
             .expect("write");
         let deps = store.deps(target.id.expect("id")).expect("deps");
@@ -629,8 +538,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         drop(Store::create(dir.path()).expect("create"));
         let conn = Connection::open(db_path(dir.path())).expect("open");
-        conn.execute_batch("PRAGMA user_version = 99")
-            .expect("bump");
+        conn.execute_batch("PRAGMA user_version = 99").expect("bump");
         drop(conn);
         let err = Store::create(dir.path()).err().expect("must fail");
         assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
@@ -651,15 +559,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut store = Store::create(dir.path()).expect("create");
         let mut target = sample();
-        let mut source = FileRecord {
-            stamp: target.stamp,
-            ..FileRecord::default()
-        };
+        let mut source = FileRecord { stamp: target.stamp, ..FileRecord::default() };
         let mut missing = FileRecord::default();
-        let mut virtual_target = FileRecord {
-            is_target: true,
-            ..FileRecord::default()
-        };
+        let mut virtual_target = FileRecord { is_target: true, ..FileRecord::default() };
         store
             .write(|w| {
                 w.put_file(Path::new("out"), &mut target)?;
@@ -668,13 +570,7 @@ mod tests {
                 w.put_file(Path::new("gone"), &mut missing)
             })
             .expect("write");
-        assert_eq!(
-            store.keys(true).expect("targets"),
-            vec![PathBuf::from("clean"), PathBuf::from("out")]
-        );
-        assert_eq!(
-            store.keys(false).expect("sources"),
-            vec![PathBuf::from("in.c")]
-        );
+        assert_eq!(store.keys(true).expect("targets"), vec![PathBuf::from("clean"), PathBuf::from("out")]);
+        assert_eq!(store.keys(false).expect("sources"), vec![PathBuf::from("in.c")]);
     }
 }

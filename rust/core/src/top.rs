@@ -16,9 +16,7 @@ use std::path::{Path, PathBuf};
 use crate::constants::STATE_DIR;
 
 /// Entries that mark the root of a project checkout.
-const PROJECT_MARKERS: &[&str] = &[
-    ".git", ".hg", ".svn", ".bzr", "_darcs", ".fossil", "_FOSSIL_", ".jj", ".pijul",
-];
+const PROJECT_MARKERS: &[&str] = &[".git", ".hg", ".svn", ".bzr", "_darcs", ".fossil", "_FOSSIL_", ".jj", ".pijul"];
 
 /// Returns the deepest directory that contains all of `dirs` (absolute,
 /// normalized); `/` when they share nothing.
@@ -42,11 +40,7 @@ pub fn common_ancestor(dirs: &[PathBuf]) -> PathBuf {
 pub fn find_top(start: &Path, home: Option<&Path>) -> PathBuf {
     let mut dir = start;
     loop {
-        if dir.join(STATE_DIR).is_dir()
-            || PROJECT_MARKERS
-                .iter()
-                .any(|marker| dir.join(marker).exists())
-        {
+        if dir.join(STATE_DIR).is_dir() || PROJECT_MARKERS.iter().any(|marker| dir.join(marker).exists()) {
             return dir.to_path_buf();
         }
         match dir.parent() {
@@ -99,15 +93,8 @@ mod tests {
 
     #[test]
     fn common_ancestor_of_dirs() {
-        let dirs = [
-            PathBuf::from("/p/src/a"),
-            PathBuf::from("/p/src/b/c"),
-            PathBuf::from("/p/src"),
-        ];
+        let dirs = [PathBuf::from("/p/src/a"), PathBuf::from("/p/src/b/c"), PathBuf::from("/p/src")];
         assert_eq!(common_ancestor(&dirs), Path::new("/p/src"));
-        assert_eq!(
-            common_ancestor(&[PathBuf::from("/x"), PathBuf::from("/y")]),
-            Path::new("/")
-        );
+        assert_eq!(common_ancestor(&[PathBuf::from("/x"), PathBuf::from("/y")]), Path::new("/"));
     }
 }

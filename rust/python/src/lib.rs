@@ -19,18 +19,8 @@ use redors_core::resolve::{DoMatch, Resolution, Resolver};
 use redors_core::store::StoreError;
 use redors_core::{install, query, top};
 
-create_exception!(
-    _native,
-    RedoError,
-    PyException,
-    "Base class of the errors raised by redors."
-);
-create_exception!(
-    _native,
-    StateError,
-    RedoError,
-    "The state database is damaged, too new, or cannot be written."
-);
+create_exception!(_native, RedoError, PyException, "Base class of the errors raised by redors.");
+create_exception!(_native, StateError, RedoError, "The state database is damaged, too new, or cannot be written.");
 create_exception!(
     _native,
     EngineFailure,
@@ -50,13 +40,8 @@ impl Resolver for PyResolver {
         Python::attach(|py| {
             let found = self.0.call1(py, (target,)).map_err(|err| err.to_string())?;
             let (dofile, arg1, arg2, missing): (Option<PathBuf>, OsString, OsString, Vec<PathBuf>) =
-                found
-                    .extract(py)
-                    .map_err(|err| format!("the .do resolver returned an invalid value: {err}"))?;
-            Ok(Resolution {
-                found: dofile.map(|dofile| DoMatch { dofile, arg1, arg2 }),
-                missing,
-            })
+                found.extract(py).map_err(|err| format!("the .do resolver returned an invalid value: {err}"))?;
+            Ok(Resolution { found: dofile.map(|dofile| DoMatch { dofile, arg1, arg2 }), missing })
         })
     }
 }
@@ -67,12 +52,7 @@ struct PyReporter(Py<PyAny>);
 impl Reporter for PyReporter {
     fn report(&self, event: &Event) {
         Python::attach(|py| {
-            let args = (
-                event.kind as i32,
-                &event.target,
-                event.depth,
-                &event.message,
-            );
+            let args = (event.kind as i32, &event.target, event.depth, &event.message);
             if let Err(err) = self.0.call1(py, args) {
                 err.write_unraisable(py, None);
             }
@@ -129,8 +109,7 @@ fn run(
     };
     let resolver = PyResolver(resolver);
     let reporter = PyReporter(reporter);
-    let result =
-        py.detach(|| redors_core::engine::run(&config, &targets, force, &resolver, &reporter));
+    let result = py.detach(|| redors_core::engine::run(&config, &targets, force, &resolver, &reporter));
     match result {
         Ok(RunOutcome::Failed(failed)) => Ok((exit::FAILED, failed)),
         Ok(outcome) => Ok((outcome.exit_status(), Vec::new())),
@@ -168,10 +147,7 @@ fn out_of_date(top: PathBuf) -> PyResult<Vec<PathBuf>> {
 #[pyfunction]
 fn install_client(root: PathBuf) -> PyResult<PathBuf> {
     install::install_client(&root, CLIENT_PROGRAM, CLIENT_HASH).map_err(|err| {
-        PyOSError::new_err(format!(
-            "cannot unpack the redors inner commands into '{}': {err}",
-            root.display()
-        ))
+        PyOSError::new_err(format!("cannot unpack the redors inner commands into '{}': {err}", root.display()))
     })
 }
 
@@ -214,13 +190,7 @@ fn add_constants(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add("ENV", variables)?;
 
     let kinds = PyDict::new(py);
-    for kind in [
-        EventKind::Build,
-        EventKind::Warning,
-        EventKind::Error,
-        EventKind::Explain,
-        EventKind::Background,
-    ] {
+    for kind in [EventKind::Build, EventKind::Warning, EventKind::Error, EventKind::Explain, EventKind::Background] {
         kinds.set_item(format!("{kind:?}").to_uppercase(), kind as i32)?;
     }
     module.add("EVENT_KINDS", kinds)?;

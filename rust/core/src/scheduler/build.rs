@@ -20,9 +20,7 @@ use super::{Action, ExitStatus, Failure, Job, JobId, JobSpec, NodeId, Outcome, S
 /// left and that each job gets afresh.
 fn is_run_variable(name: &OsStr) -> bool {
     let name = name.as_bytes();
-    name.starts_with(b"REDO_")
-        || name == b"REDO"
-        || (name.starts_with(b"REDORS_") && name != env::PYTHON.as_bytes())
+    name.starts_with(b"REDO_") || name == b"REDO" || (name.starts_with(b"REDORS_") && name != env::PYTHON.as_bytes())
 }
 
 /// Builds the command line of a job. A `.do` file whose first line starts
@@ -43,10 +41,7 @@ pub(crate) fn command_line(
             count => filled += count,
         }
     }
-    let first_line = head[..filled]
-        .split(|&byte| byte == b'\n')
-        .next()
-        .unwrap_or_default();
+    let first_line = head[..filled].split(|&byte| byte == b'\n').next().unwrap_or_default();
     let name = found.dofile.file_name().unwrap_or_default();
     // A name starting with '-' would read as an option of the interpreter.
     let script = if name.as_bytes().starts_with(b"-") {
@@ -82,9 +77,7 @@ pub(crate) fn command_line(
 impl Scheduler<'_> {
     /// Starts the job of a queued node; the caller checked that a token is free.
     pub(super) fn start_job(&mut self, id: NodeId) {
-        let State::Queued { found, missing } =
-            std::mem::replace(&mut self.graph[id].state, State::Idle)
-        else {
+        let State::Queued { found, missing } = std::mem::replace(&mut self.graph[id].state, State::Idle) else {
             return;
         };
         if !self.ensure_store() {
@@ -98,12 +91,7 @@ impl Scheduler<'_> {
             Ok(prepared) => prepared,
             Err(err) => return self.fail(id, Failure::Output { dofile, err }),
         };
-        let argv = match command_line(
-            &found,
-            &files.dollar3,
-            self.config.xtrace,
-            self.config.verbose,
-        ) {
+        let argv = match command_line(&found, &files.dollar3, self.config.xtrace, self.config.verbose) {
             Ok(argv) => argv,
             Err(err) => return self.fail(id, Failure::Io { path: dofile, err }),
         };
@@ -114,10 +102,8 @@ impl Scheduler<'_> {
 
         // The target depends on every candidate .do file that did not exist,
         // then on the one that ran.
-        let mut deps: Vec<(NodeId, DepKind)> = missing
-            .iter()
-            .map(|path| (self.graph.intern(&self.config.top, path), DepKind::IfCreate))
-            .collect();
+        let mut deps: Vec<(NodeId, DepKind)> =
+            missing.iter().map(|path| (self.graph.intern(&self.config.top, path), DepKind::IfCreate)).collect();
         let do_node = self.graph.intern(&self.config.top, &found.dofile);
         if matches!(self.graph[do_node].state, State::Idle) {
             self.visit(do_node, false);
@@ -136,12 +122,7 @@ impl Scheduler<'_> {
         }
 
         let env = self.job_env(id, &found, job_id);
-        let spec = JobSpec {
-            argv,
-            cwd: found.dir().to_path_buf(),
-            env,
-            stdout: stdout_for_child,
-        };
+        let spec = JobSpec { argv, cwd: found.dir().to_path_buf(), env, stdout: stdout_for_child };
         self.jobs.insert(
             job_id,
             Job {
@@ -165,12 +146,8 @@ impl Scheduler<'_> {
 
     fn job_env(&self, id: NodeId, found: &DoMatch, job: JobId) -> Vec<(OsString, OsString)> {
         let config = self.config;
-        let mut vars: Vec<(OsString, OsString)> = config
-            .env
-            .iter()
-            .filter(|(name, _)| !is_run_variable(name))
-            .cloned()
-            .collect();
+        let mut vars: Vec<(OsString, OsString)> =
+            config.env.iter().filter(|(name, _)| !is_run_variable(name)).cloned().collect();
         let redo = match &config.client_dir {
             Some(dir) => {
                 let path = vars.iter_mut().find(|(name, _)| name == "PATH");
@@ -195,10 +172,7 @@ impl Scheduler<'_> {
         set("REDO", redo);
         set("REDO_BASE", config.top.clone().into_os_string());
         set("REDO_STARTDIR", config.startdir.clone().into_os_string());
-        set(
-            "REDO_PWD",
-            paths::relative(found.dir(), &config.startdir).into_os_string(),
-        );
+        set("REDO_PWD", paths::relative(found.dir(), &config.startdir).into_os_string());
         set("REDO_TARGET", found.arg1.clone());
         set("REDO_DEPTH", depth.into());
         set("REDO_RUNID", self.run_id.to_string().into());
@@ -228,13 +202,7 @@ impl Scheduler<'_> {
         self.free_tokens += 1;
         running.files.discard();
         self.mark_failed(running.node);
-        self.fail(
-            running.node,
-            Failure::Spawn {
-                dofile: running.dofile,
-                err,
-            },
-        );
+        self.fail(running.node, Failure::Spawn { dofile: running.dofile, err });
     }
 
     /// Handles the exit of a job's process. `background` lists the processes
@@ -249,10 +217,8 @@ impl Scheduler<'_> {
         let id = running.node;
         let shared_stdout = !background.is_empty();
         if shared_stdout {
-            let list: Vec<String> = background
-                .iter()
-                .map(|process| format!("{} ({})", process.pid, process.name))
-                .collect();
+            let list: Vec<String> =
+                background.iter().map(|process| format!("{} ({})", process.pid, process.name)).collect();
             let message = format!(
                 "{} exited but left processes running: {}; not waiting for them (--wait-background waits)",
                 running.dofile.display(),
@@ -263,11 +229,7 @@ impl Scheduler<'_> {
         if !status.success() {
             running.files.discard();
             self.mark_failed(id);
-            let failure = Failure::Script {
-                status,
-                dofile: running.dofile,
-                failed_deps: running.failed_deps,
-            };
+            let failure = Failure::Script { status, dofile: running.dofile, failed_deps: running.failed_deps };
             return self.fail(id, failure);
         }
         let produced = match running.files.install(&running.stdout, shared_stdout) {
@@ -275,13 +237,7 @@ impl Scheduler<'_> {
             Err(err) => {
                 running.files.discard();
                 self.mark_failed(id);
-                return self.fail(
-                    id,
-                    Failure::Output {
-                        dofile: running.dofile,
-                        err,
-                    },
-                );
+                return self.fail(id, Failure::Output { dofile: running.dofile, err });
             }
         };
         match self.record_build(id, &running, produced) {
@@ -289,13 +245,7 @@ impl Scheduler<'_> {
                 self.graph[id].built = true;
                 self.finish(id, Outcome::Ok);
             }
-            Err(err) => self.fail(
-                id,
-                Failure::Io {
-                    path: self.display(id),
-                    err,
-                },
-            ),
+            Err(err) => self.fail(id, Failure::Io { path: self.display(id), err }),
         }
     }
 
@@ -312,24 +262,13 @@ impl Scheduler<'_> {
         let stamp = Stamp::read(&abs)?;
         let hash = content_hash(&abs, &stamp)?;
         let old = self.graph[id].record.clone().unwrap_or_default();
-        let identity = if produced == Produced::Nothing {
-            job.stamp
-        } else {
-            job.stamp.or(hash)
-        };
-        let old_identity = if old.built_run > 0 {
-            old.stamp_hash.or(old.hash)
-        } else {
-            None
-        };
+        let identity = if produced == Produced::Nothing { job.stamp } else { job.stamp.or(hash) };
+        let old_identity = if old.built_run > 0 { old.stamp_hash.or(old.hash) } else { None };
         let changed = identity.is_none() || identity != old_identity;
 
         let mut deps = Vec::with_capacity(job.deps.len());
         for &(dep, kind) in &job.deps {
-            if deps
-                .iter()
-                .any(|&(other, other_kind)| other == dep && other_kind == kind)
-            {
+            if deps.iter().any(|&(other, other_kind)| other == dep && other_kind == kind) {
                 continue;
             }
             self.load(dep);
@@ -356,11 +295,7 @@ impl Scheduler<'_> {
         // Every dependency needs a row id before an edge can name it; the
         // write saves unsaved records first, which assigns the ids.
         for &(dep, _) in &deps {
-            if self.graph[dep]
-                .record
-                .as_ref()
-                .is_some_and(|record| record.id.is_none())
-            {
+            if self.graph[dep].record.as_ref().is_some_and(|record| record.id.is_none()) {
                 self.record_mut(dep);
             }
         }

@@ -27,20 +27,10 @@ impl Scheduler<'_> {
         let stamp = match Stamp::read(&abs) {
             Ok(stamp) => stamp,
             Err(err) => {
-                return self.fail(
-                    id,
-                    Failure::Io {
-                        path: self.display(id),
-                        err,
-                    },
-                );
+                return self.fail(id, Failure::Io { path: self.display(id), err });
             }
         };
-        let Some(record) = self.graph[id]
-            .record
-            .clone()
-            .filter(|record| record.is_target)
-        else {
+        let Some(record) = self.graph[id].record.clone().filter(|record| record.is_target) else {
             // Never built by redo: a file that exists is a source.
             if !stamp.exists() {
                 return self.dirty(id, "it does not exist");
@@ -96,11 +86,7 @@ impl Scheduler<'_> {
             },
             _ => Vec::new(),
         };
-        self.graph[id].state = State::Checking {
-            deps,
-            next: 0,
-            waiting_on: None,
-        };
+        self.graph[id].state = State::Checking { deps, next: 0, waiting_on: None };
         self.ready.push(id);
     }
 
@@ -108,12 +94,7 @@ impl Scheduler<'_> {
     /// in progress, or none is left.
     pub(super) fn advance(&mut self, id: NodeId) {
         loop {
-            let State::Checking {
-                deps,
-                next,
-                waiting_on: None,
-            } = &self.graph[id].state
-            else {
+            let State::Checking { deps, next, waiting_on: None } = &self.graph[id].state else {
                 return;
             };
             let Some(dep) = deps.get(*next).cloned() else {
@@ -128,13 +109,7 @@ impl Scheduler<'_> {
                     }
                     Ok(_) => {}
                     Err(err) => {
-                        return self.fail(
-                            id,
-                            Failure::Io {
-                                path: self.relative(&dep_abs),
-                                err,
-                            },
-                        );
+                        return self.fail(id, Failure::Io { path: self.relative(&dep_abs), err });
                     }
                 }
                 self.step(id);
@@ -183,13 +158,7 @@ impl Scheduler<'_> {
     /// a new generation when its content changed.
     pub(super) fn settle_source(&mut self, id: NodeId, stamp: Stamp) {
         if let Err(err) = self.refresh(id, stamp) {
-            return self.fail(
-                id,
-                Failure::Io {
-                    path: self.display(id),
-                    err,
-                },
-            );
+            return self.fail(id, Failure::Io { path: self.display(id), err });
         }
         self.finish(id, Outcome::Ok);
     }
@@ -281,10 +250,7 @@ impl Scheduler<'_> {
             Err(message) => return self.fail(id, Failure::Resolve(message)),
         };
         if let Some(found) = resolution.found {
-            self.graph[id].state = State::Queued {
-                found,
-                missing: resolution.missing,
-            };
+            self.graph[id].state = State::Queued { found, missing: resolution.missing };
             let priority = self.graph[id].priority.clone();
             self.queue.push(std::cmp::Reverse((priority, id)));
             return;
@@ -292,25 +258,12 @@ impl Scheduler<'_> {
         let stamp = match Stamp::read(&abs) {
             Ok(stamp) => stamp,
             Err(err) => {
-                return self.fail(
-                    id,
-                    Failure::Io {
-                        path: self.display(id),
-                        err,
-                    },
-                );
+                return self.fail(id, Failure::Io { path: self.display(id), err });
             }
         };
         if stamp.exists() {
-            if self.graph[id]
-                .record
-                .as_ref()
-                .is_some_and(|record| record.is_target)
-            {
-                let message = format!(
-                    "no .do file builds {} any more; it is now a source",
-                    self.quoted(id)
-                );
+            if self.graph[id].record.as_ref().is_some_and(|record| record.is_target) {
+                let message = format!("no .do file builds {} any more; it is now a source", self.quoted(id));
                 self.report(EventKind::Warning, id, message);
                 let record = self.record_mut(id);
                 record.is_target = false;
@@ -321,13 +274,7 @@ impl Scheduler<'_> {
         // Nothing exists and nothing builds it. A check sees a changed
         // dependency; a request reports the error.
         if let Err(err) = self.refresh(id, stamp) {
-            return self.fail(
-                id,
-                Failure::Io {
-                    path: self.display(id),
-                    err,
-                },
-            );
+            return self.fail(id, Failure::Io { path: self.display(id), err });
         }
         self.finish(id, Outcome::Missing);
     }

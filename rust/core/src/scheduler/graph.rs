@@ -39,16 +39,9 @@ pub(crate) enum State {
     Idle,
     /// Walking the recorded dependencies in order; `waiting_on` is set while
     /// the dependency at `next` is still being checked or built.
-    Checking {
-        deps: Vec<DepRecord>,
-        next: usize,
-        waiting_on: Option<NodeId>,
-    },
+    Checking { deps: Vec<DepRecord>, next: usize, waiting_on: Option<NodeId> },
     /// Out of date and waiting for a job token.
-    Queued {
-        found: DoMatch,
-        missing: Vec<PathBuf>,
-    },
+    Queued { found: DoMatch, missing: Vec<PathBuf> },
     /// A job is building it.
     Running(JobId),
     /// Settled for the rest of the run.

@@ -82,18 +82,11 @@ pub(crate) struct JobSpec {
 #[derive(Debug)]
 pub(crate) enum Failure {
     /// The script exited with a failure status.
-    Script {
-        status: ExitStatus,
-        dofile: PathBuf,
-        failed_deps: Vec<NodeId>,
-    },
+    Script { status: ExitStatus, dofile: PathBuf, failed_deps: Vec<NodeId> },
     /// The script's output broke a rule.
     Output { dofile: PathBuf, err: OutputError },
     /// The script could not be started.
-    Spawn {
-        dofile: PathBuf,
-        err: std::io::Error,
-    },
+    Spawn { dofile: PathBuf, err: std::io::Error },
     /// The `.do` search failed.
     Resolve(String),
     /// Reading a file failed.
@@ -290,11 +283,7 @@ impl<'a> Scheduler<'a> {
     fn failure_message(&self, id: NodeId, failure: &Failure) -> String {
         let name = self.quoted(id);
         match failure {
-            Failure::Script {
-                status,
-                dofile,
-                failed_deps,
-            } => {
+            Failure::Script { status, dofile, failed_deps } => {
                 let how = match status {
                     ExitStatus::Code(code) => format!("failed with exit status {code}"),
                     ExitStatus::Signal(signal) => format!("was killed by signal {signal}"),
@@ -309,32 +298,20 @@ impl<'a> Scheduler<'a> {
                 format!("cannot build {name}: {}: {err}", dofile.display())
             }
             Failure::Spawn { dofile, err } => {
-                format!(
-                    "cannot build {name}: cannot run {}: {err}",
-                    dofile.display()
-                )
+                format!("cannot build {name}: cannot run {}: {err}", dofile.display())
             }
             Failure::Resolve(message) => {
                 format!("cannot build {name}: searching its .do file failed: {message}")
             }
-            Failure::Io { path, err } => format!(
-                "cannot build {name}: cannot read '{}': {err}",
-                path.display()
-            ),
-            Failure::Dependency(dep) => format!(
-                "cannot build {name}: its dependency {} failed",
-                self.quoted(*dep)
-            ),
+            Failure::Io { path, err } => format!("cannot build {name}: cannot read '{}': {err}", path.display()),
+            Failure::Dependency(dep) => format!("cannot build {name}: its dependency {} failed", self.quoted(*dep)),
             Failure::Cycle(chain) => format!("dependency cycle: {}", self.chain(chain)),
         }
     }
 
     /// Formats a chain of nodes as `a -> b -> a`.
     fn chain(&self, chain: &[NodeId]) -> String {
-        let names: Vec<String> = chain
-            .iter()
-            .map(|&id| self.display(id).display().to_string())
-            .collect();
+        let names: Vec<String> = chain.iter().map(|&id| self.display(id).display().to_string()).collect();
         names.join(" -> ")
     }
 
@@ -349,12 +326,7 @@ impl<'a> Scheduler<'a> {
     }
 
     fn report(&self, kind: EventKind, id: NodeId, message: String) {
-        self.reporter.report(&Event {
-            kind,
-            target: self.display(id),
-            depth: self.graph[id].depth,
-            message,
-        });
+        self.reporter.report(&Event { kind, target: self.display(id), depth: self.graph[id].depth, message });
     }
 
     /// Returns the next [`Priority`] position.
@@ -413,10 +385,7 @@ impl<'a> Scheduler<'a> {
     /// Runs `body` in a write transaction after saving every changed record,
     /// so that the body sees the row ids of all of them. Returns `None` after
     /// a fatal database error.
-    fn write<T>(
-        &mut self,
-        body: impl FnOnce(&Writer<'_>, &Graph) -> Result<T, StoreError>,
-    ) -> Option<T> {
+    fn write<T>(&mut self, body: impl FnOnce(&Writer<'_>, &Graph) -> Result<T, StoreError>) -> Option<T> {
         let Some(store) = self.store.as_mut() else {
             return None;
         };
@@ -453,13 +422,7 @@ impl<'a> Scheduler<'a> {
         }
         let run = self.run_id;
         let now = crate::stamp::now_ns();
-        self.write(|w, _| {
-            if run > 0 {
-                w.finish_run(run, now, status)
-            } else {
-                Ok(())
-            }
-        });
+        self.write(|w, _| if run > 0 { w.finish_run(run, now, status) } else { Ok(()) });
     }
 
     /// Returns a node's record for changing, creating an empty source record

@@ -11,9 +11,7 @@ use crate::protocol::{self, Command, Reply};
 use crate::stamp::{Hash, Stamp};
 use crate::store::DepKind;
 
-use super::{
-    Action, ClientId, EventKind, JobId, NodeId, Outcome, RequestId, Scheduler, State, Waiter,
-};
+use super::{Action, ClientId, EventKind, JobId, NodeId, Outcome, RequestId, Scheduler, State, Waiter};
 
 /// Who asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,12 +92,7 @@ impl Scheduler<'_> {
 
     fn submit(&mut self, origin: Origin, ids: Vec<NodeId>, parent: Option<NodeId>, force: bool) {
         let pending = ids.len();
-        let request = self.requests.insert(Request {
-            origin,
-            targets: ids.clone(),
-            pending,
-            failed: false,
-        });
+        let request = self.requests.insert(Request { origin, targets: ids.clone(), pending, failed: false });
         if let Origin::Job { job, .. } = origin {
             if let Some(job) = self.jobs.get_mut(&job) {
                 job.outstanding.push(request);
@@ -120,10 +113,7 @@ impl Scheduler<'_> {
     /// Brings one target of a request up to date, or waits for it.
     fn launch(&mut self, request: RequestId, id: NodeId, parent: Option<NodeId>, force: bool) {
         let (priority, depth) = match parent {
-            Some(parent) => (
-                self.graph[parent].priority.clone(),
-                self.graph[parent].depth + 1,
-            ),
+            Some(parent) => (self.graph[parent].priority.clone(), self.graph[parent].depth + 1),
             None => (Rc::from([]), 0),
         };
         let position = self.position();
@@ -247,10 +237,7 @@ impl Scheduler<'_> {
                         job.deps.extend(deps.map(|&id| (id, DepKind::IfChange)));
                     }
                 }
-                let origin = Origin::Job {
-                    job: request.job,
-                    client,
-                };
+                let origin = Origin::Job { job: request.job, client };
                 return self.submit(origin, ids, Some(parent), force);
             }
             Command::Ifcreate => self.ifcreate(request.job, &request.cwd, &request.args),
@@ -260,21 +247,14 @@ impl Scheduler<'_> {
                 }
                 Reply::status(exit::OK)
             }
-            Command::Stamp => match request
-                .args
-                .first()
-                .map(|arg| Hash::try_from(arg.as_bytes()))
-            {
+            Command::Stamp => match request.args.first().map(|arg| Hash::try_from(arg.as_bytes())) {
                 Some(Ok(hash)) => {
                     if let Some(job) = self.jobs.get_mut(&request.job) {
                         job.stamp = Some(hash);
                     }
                     Reply::status(exit::OK)
                 }
-                _ => Reply::error(
-                    exit::FAILED,
-                    "redo-stamp: error: invalid stamp in the request",
-                ),
+                _ => Reply::error(exit::FAILED, "redo-stamp: error: invalid stamp in the request"),
             },
             Command::Whichdo => self.whichdo(&request.cwd, &request.args),
             Command::FlushCache => {
@@ -313,27 +293,20 @@ impl Scheduler<'_> {
                 Err(err) => {
                     return Reply::error(
                         exit::FAILED,
-                        format!(
-                            "redo-ifcreate: error: cannot read '{}': {err}",
-                            arg.to_string_lossy()
-                        ),
+                        format!("redo-ifcreate: error: cannot read '{}': {err}", arg.to_string_lossy()),
                     );
                 }
             }
         }
         if let Some(job) = self.jobs.get_mut(&job) {
-            job.deps
-                .extend(ids.into_iter().map(|id| (id, DepKind::IfCreate)));
+            job.deps.extend(ids.into_iter().map(|id| (id, DepKind::IfCreate)));
         }
         Reply::status(exit::OK)
     }
 
     fn whichdo(&self, cwd: &Path, args: &[std::ffi::OsString]) -> Reply {
         let [target] = args else {
-            return Reply::error(
-                exit::USAGE,
-                "redo-whichdo: error: expected exactly one target",
-            );
+            return Reply::error(exit::USAGE, "redo-whichdo: error: expected exactly one target");
         };
         let abs = paths::absolute(cwd, Path::new(target));
         match self.resolver.resolve(&abs) {
@@ -341,20 +314,11 @@ impl Scheduler<'_> {
                 let mut stdout = Vec::new();
                 let found = resolution.found.as_ref().map(|found| found.dofile.clone());
                 for candidate in resolution.missing.iter().chain(found.as_ref()) {
-                    stdout
-                        .extend_from_slice(paths::relative(candidate, cwd).as_os_str().as_bytes());
+                    stdout.extend_from_slice(paths::relative(candidate, cwd).as_os_str().as_bytes());
                     stdout.push(b'\n');
                 }
-                let status = if found.is_some() {
-                    exit::OK
-                } else {
-                    exit::FAILED
-                };
-                Reply {
-                    status,
-                    stdout,
-                    stderr: Vec::new(),
-                }
+                let status = if found.is_some() { exit::OK } else { exit::FAILED };
+                Reply { status, stdout, stderr: Vec::new() }
             }
             Err(message) => Reply::error(exit::FAILED, format!("redo-whichdo: error: {message}")),
         }
@@ -377,11 +341,7 @@ impl Scheduler<'_> {
     pub fn client_gone(&mut self, client: ClientId) {
         let mut orphaned = Vec::new();
         for (id, slot) in self.requests.slots.iter_mut().enumerate() {
-            if let Some(Request {
-                origin: Origin::Job { job, client: owner },
-                ..
-            }) = slot
-            {
+            if let Some(Request { origin: Origin::Job { job, client: owner }, .. }) = slot {
                 if *owner == client {
                     *owner = 0;
                     orphaned.push((id, *job));
@@ -424,10 +384,7 @@ impl Scheduler<'_> {
     /// Nodes that `id` waits for before it can go on.
     fn waits_on(&self, id: NodeId) -> Vec<NodeId> {
         match &self.graph[id].state {
-            State::Checking {
-                waiting_on: Some(dep),
-                ..
-            } => vec![*dep],
+            State::Checking { waiting_on: Some(dep), .. } => vec![*dep],
             State::Running(job) => self.jobs.get(job).map_or_else(Vec::new, |job| {
                 job.outstanding
                     .iter()
