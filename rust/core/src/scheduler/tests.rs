@@ -1,1 +1,384 @@
+//! Tests of the scheduler's logic with a fake runner: jobs are scripts of
+//! steps (ask for targets, write `$3`, fail) run by the test in place of
+//! processes, against a real state database in a temporary directory.
+//! Spawning, signals and descriptors are tested with real processes in
+//! `spawn.rs` and through the installed commands in `tests/`.
 
+use std::collections::{HashMap, VecDeque};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::protocol::{Command, Request};
+use crate::report::Recorder;
+use crate::resolve::{DoMatch, Resolution, Resolver};
+
+/// One step of a fake job.
+#[derive(Clone, Debug)]
+enum Step {
+    /// `redo-ifchange` of these targets; the job waits for the reply.
+    IfChange(&'static [&'static str]),
+    /// Write this content to `$3`.
+    Write(&'static str),
+    /// `redo-always`.
+    Always,
+    /// Exit with this status.
+    Exit(i32),
+}
+
+/// Resolves `NAME` to `NAME.do` when the test gave it a script.
+struct FakeResolver {
+    dir: PathBuf,
+    scripts: HashMap<String, Vec<Step>>,
+}
+
+impl Resolver for FakeResolver {
+    fn resolve(&self, target: &Path) -> Result<Resolution, String> {
+        let name = target.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        if !self.scripts.contains_key(&name) {
+            return Ok(Resolution { found: None, missing: vec![self.dir.join(format!("{name}.do"))] });
+        }
+        let dofile = self.dir.join(format!("{name}.do"));
+        Ok(Resolution {
+            found: Some(DoMatch { dofile, arg1: name.clone().into(), arg2: name.into() }),
+            missing: Vec::new(),
+        })
+    }
+}
+
+/// A fake job in progress.
+struct FakeJob {
+    id: JobId,
+    target: String,
+    dollar3: PathBuf,
+    steps: VecDeque<Step>,
+    /// Client id of the request the job waits for.
+    waiting: Option<ClientId>,
+}
+
+/// What one run did.
+#[derive(Debug, Default)]
+struct Trace {
+    /// Targets in the order their jobs started.
+    started: Vec<String>,
+    /// Most jobs running at once.
+    max_parallel: usize,
+    /// Whether the top-level request succeeded.
+    success: bool,
+}
+
+struct Harness {
+    dir: tempfile::TempDir,
+    scripts: HashMap<String, Vec<Step>>,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness { dir: tempfile::tempdir().expect("tempdir"), scripts: HashMap::new() }
+    }
+
+    fn script(&mut self, name: &str, steps: &[Step]) -> &mut Harness {
+        std::fs::write(self.dir.path().join(format!("{name}.do")), format!("# {name} {steps:?}\n")).expect("write .do");
+        self.scripts.insert(name.to_string(), steps.to_vec());
+        self
+    }
+
+    fn source(&self, name: &str, content: &str) {
+        std::fs::write(self.dir.path().join(name), content).expect("write source");
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_else(|_| "<missing>".into())
+    }
+
+    fn config(&self, jobs: usize, keep_going: bool) -> Config {
+        Config {
+            top: self.dir.path().to_path_buf(),
+            startdir: self.dir.path().to_path_buf(),
+            command: "test".into(),
+            jobs,
+            keep_going,
+            ..Config::default()
+        }
+    }
+
+    /// Runs one build of `targets` with the fake runner.
+    fn build(&self, targets: &[&str], force: bool, jobs: usize, keep_going: bool) -> (Trace, Vec<Event>) {
+        let config = self.config(jobs, keep_going);
+        let resolver = FakeResolver { dir: self.dir.path().to_path_buf(), scripts: self.scripts.clone() };
+        let recorder = Recorder::default();
+        let store = Store::open_existing(self.dir.path()).expect("open store");
+        let mut scheduler = Scheduler::new(&config, &resolver, &recorder, PathBuf::from("/nonexistent"), store);
+        let targets: Vec<PathBuf> = targets.iter().map(PathBuf::from).collect();
+        scheduler.submit_top(&targets, force);
+        let trace = self.drive(&mut scheduler, &resolver);
+        drop(scheduler);
+        (trace, recorder.events())
+    }
+
+    fn drive(&self, scheduler: &mut Scheduler<'_>, resolver: &FakeResolver) -> Trace {
+        let mut trace = Trace::default();
+        let mut jobs: Vec<FakeJob> = Vec::new();
+        let mut next_client: ClientId = 1;
+        for _round in 0..10_000 {
+            scheduler.drain();
+            while let Some(action) = scheduler.next_action() {
+                match action {
+                    Action::Spawn { job, spec } => {
+                        let target = env_value(&spec.env, "REDO_TARGET");
+                        let dollar3 = spec.cwd.join(spec.argv.last().expect("$3"));
+                        trace.started.push(target.clone());
+                        let steps = resolver.scripts[&target].iter().cloned().collect();
+                        jobs.push(FakeJob { id: job, target, dollar3, steps, waiting: None });
+                        trace.max_parallel = trace.max_parallel.max(jobs.len());
+                    }
+                    Action::Reply { client, reply } => {
+                        let job =
+                            jobs.iter_mut().find(|job| job.waiting == Some(client)).expect("reply to a waiting job");
+                        job.waiting = None;
+                        if reply.status != 0 {
+                            job.steps = VecDeque::from([Step::Exit(reply.status)]);
+                        }
+                    }
+                }
+                scheduler.drain();
+            }
+            if let Some(success) = scheduler.top_result() {
+                if jobs.is_empty() {
+                    trace.success = success;
+                    return trace;
+                }
+            }
+            // Run the first job that is not waiting, until it waits or ends.
+            let Some(index) = jobs.iter().position(|job| job.waiting.is_none()) else {
+                panic!(
+                    "deadlock: every fake job waits for a reply: {:?}",
+                    jobs.iter().map(|job| &job.target).collect::<Vec<_>>()
+                );
+            };
+            let job = &mut jobs[index];
+            match job.steps.pop_front() {
+                Some(Step::IfChange(names)) => {
+                    let client = next_client;
+                    next_client += 1;
+                    job.waiting = Some(client);
+                    let args = names.iter().map(OsString::from).collect();
+                    let request =
+                        Request { command: Command::Ifchange, job: job.id, cwd: self.dir.path().into(), args };
+                    scheduler.request(client, request);
+                }
+                Some(Step::Always) => {
+                    let client = next_client;
+                    next_client += 1;
+                    job.waiting = Some(client);
+                    let request = Request {
+                        command: Command::Always,
+                        job: job.id,
+                        cwd: self.dir.path().into(),
+                        args: Vec::new(),
+                    };
+                    scheduler.request(client, request);
+                }
+                Some(Step::Write(content)) => std::fs::write(&job.dollar3, content).expect("write $3"),
+                Some(Step::Exit(code)) => {
+                    let job = jobs.remove(index);
+                    scheduler.job_exited(job.id, ExitStatus::Code(code), &[]);
+                }
+                None => {
+                    let job = jobs.remove(index);
+                    scheduler.job_exited(job.id, ExitStatus::Code(0), &[]);
+                }
+            }
+        }
+        panic!("the build did not finish");
+    }
+}
+
+fn env_value(env: &[(OsString, OsString)], name: &str) -> String {
+    env.iter().find(|(key, _)| key == name).map(|(_, value)| value.to_string_lossy().into_owned()).expect(name)
+}
+
+fn errors(events: &[Event]) -> Vec<String> {
+    events.iter().filter(|event| event.kind == EventKind::Error).map(|event| event.message.clone()).collect()
+}
+
+#[test]
+fn nested_requests_do_not_deadlock_with_one_token() {
+    let mut harness = Harness::new();
+    harness
+        .script("all", &[Step::IfChange(&["a", "b"]), Step::Write("all")])
+        .script("a", &[Step::IfChange(&["c"]), Step::Write("a")])
+        .script("b", &[Step::Write("b")])
+        .script("c", &[Step::Write("c")]);
+    let (trace, events) = harness.build(&["all"], true, 1, false);
+    assert!(trace.success, "{events:?}");
+    assert_eq!(trace.started, ["all", "a", "c", "b"]);
+    assert_eq!(trace.max_parallel, 3, "waiting jobs stay alive while their dependencies build");
+    assert_eq!(harness.read("all"), "all");
+}
+
+#[test]
+fn one_token_runs_one_script_at_a_time() {
+    let mut harness = Harness::new();
+    harness.script("all", &[Step::IfChange(&["a", "b", "c"])]);
+    for name in ["a", "b", "c"] {
+        harness.script(name, &[Step::Write(name)]);
+    }
+    let (trace, _) = harness.build(&["all"], true, 1, false);
+    assert_eq!(trace.started, ["all", "a", "b", "c"]);
+    // The fake runner runs one job per round, so jobs that started and have
+    // not exited overlap only when the scheduler hands out several tokens.
+    assert_eq!(trace.max_parallel, 2);
+}
+
+#[test]
+fn several_tokens_start_requested_targets_together() {
+    let mut harness = Harness::new();
+    harness.script("all", &[Step::IfChange(&["a", "b", "c", "d"])]);
+    for name in ["a", "b", "c", "d"] {
+        harness.script(name, &[Step::Write(name)]);
+    }
+    let (trace, _) = harness.build(&["all"], true, 3, false);
+    assert!(trace.success);
+    // all waits without a token, so three of a..d run at once.
+    assert_eq!(trace.max_parallel, 4);
+}
+
+#[test]
+fn second_run_builds_nothing() {
+    let mut harness = Harness::new();
+    harness.script("all", &[Step::IfChange(&["a", "src"]), Step::Write("all")]).script("a", &[Step::Write("a")]);
+    harness.source("src", "v1");
+    let (first, _) = harness.build(&["all"], false, 1, false);
+    assert_eq!(first.started, ["all", "a"]);
+    let (second, _) = harness.build(&["all"], false, 1, false);
+    assert!(second.success);
+    assert!(second.started.is_empty(), "rebuilt {:?}", second.started);
+}
+
+#[test]
+fn changed_source_rebuilds_only_its_dependents() {
+    let mut harness = Harness::new();
+    harness
+        .script("all", &[Step::IfChange(&["a", "b"]), Step::Write("all")])
+        .script("a", &[Step::IfChange(&["a.src"]), Step::Write("a")])
+        .script("b", &[Step::IfChange(&["b.src"]), Step::Write("b")]);
+    harness.source("a.src", "1");
+    harness.source("b.src", "1");
+    harness.build(&["all"], false, 1, false);
+    harness.source("a.src", "2");
+    let (trace, _) = harness.build(&["all"], false, 1, false);
+    // a's output is byte-identical, so all is not rebuilt.
+    assert_eq!(trace.started, ["a"]);
+}
+
+#[test]
+fn changed_output_propagates_up() {
+    let mut harness = Harness::new();
+    harness.script("all", &[Step::IfChange(&["a"]), Step::Write("all")]).script("a", &[Step::IfChange(&["a.src"])]);
+    harness.source("a.src", "1");
+    // a writes nothing: a target without a file changes with every build.
+    harness.build(&["all"], false, 1, false);
+    harness.source("a.src", "2");
+    let (trace, _) = harness.build(&["all"], false, 1, false);
+    assert_eq!(trace.started, ["a", "all"]);
+}
+
+#[test]
+fn two_target_cycle_is_named_and_fails() {
+    let mut harness = Harness::new();
+    harness
+        .script("a", &[Step::IfChange(&["b"]), Step::Write("a")])
+        .script("b", &[Step::IfChange(&["a"]), Step::Write("b")]);
+    let (trace, events) = harness.build(&["a"], true, 1, false);
+    assert!(!trace.success);
+    let errors = errors(&events);
+    assert!(errors.iter().any(|message| message == "dependency cycle: b -> a -> b"), "{errors:?}");
+    assert_eq!(harness.read("a"), "<missing>");
+}
+
+#[test]
+fn self_dependency_fails_without_hanging() {
+    let mut harness = Harness::new();
+    harness.script("all", &[Step::IfChange(&["x", "all"])]).script("x", &[Step::Write("x")]);
+    let (trace, events) = harness.build(&["all"], true, 1, false);
+    assert!(!trace.success);
+    assert!(errors(&events).iter().any(|message| message.contains("'all': it depends on itself")));
+}
+
+#[test]
+fn failure_stops_unstarted_targets() {
+    let mut harness = Harness::new();
+    harness
+        .script("all", &[Step::IfChange(&["bad", "good"])])
+        .script("bad", &[Step::Exit(1)])
+        .script("good", &[Step::Write("good")]);
+    let (trace, events) = harness.build(&["all"], true, 1, false);
+    assert!(!trace.success);
+    assert_eq!(trace.started, ["all", "bad"]);
+    let errors = errors(&events);
+    assert_eq!(errors[0], "cannot build 'bad': bad.do failed with exit status 1");
+    assert_eq!(errors[1], "cannot build 'all': all.do failed with exit status 1 after its dependency 'bad' failed");
+}
+
+#[test]
+fn keep_going_builds_independent_targets() {
+    let mut harness = Harness::new();
+    harness
+        .script("all", &[Step::IfChange(&["bad", "good"])])
+        .script("bad", &[Step::Exit(1)])
+        .script("good", &[Step::Write("good")]);
+    let (trace, _) = harness.build(&["all"], true, 1, true);
+    assert!(!trace.success);
+    assert_eq!(trace.started, ["all", "bad", "good"]);
+    assert_eq!(harness.read("good"), "good");
+}
+
+#[test]
+fn failed_target_is_rebuilt_next_run() {
+    let mut harness = Harness::new();
+    harness.script("t", &[Step::Exit(2)]);
+    harness.build(&["t"], false, 1, false);
+    harness.script("t", &[Step::Write("fixed")]);
+    let (trace, _) = harness.build(&["t"], false, 1, false);
+    assert_eq!(trace.started, ["t"]);
+    assert_eq!(harness.read("t"), "fixed");
+}
+
+#[test]
+fn always_target_builds_once_per_run() {
+    let mut harness = Harness::new();
+    harness
+        .script("all", &[Step::IfChange(&["clock", "user"]), Step::Write("all")])
+        .script("user", &[Step::IfChange(&["clock"]), Step::Write("user")])
+        .script("clock", &[Step::Always, Step::Write("tick")]);
+    let (first, _) = harness.build(&["all"], false, 1, false);
+    assert_eq!(first.started, ["all", "clock", "user"]);
+    let (second, _) = harness.build(&["all"], false, 1, false);
+    // clock runs again, once; its output did not change, so nothing else does.
+    assert_eq!(second.started, ["clock"]);
+}
+
+#[test]
+fn missing_dependency_fails_the_requester() {
+    let mut harness = Harness::new();
+    harness.script("all", &[Step::IfChange(&["nosuch"]), Step::Write("all")]);
+    let (trace, events) = harness.build(&["all"], true, 1, false);
+    assert!(!trace.success);
+    assert!(errors(&events).iter().any(|message| message.starts_with("cannot build 'nosuch': it does not exist")));
+}
+
+#[test]
+fn deep_chain_needs_no_recursion() {
+    let mut harness = Harness::new();
+    let names: Vec<&'static str> = (0..2000).map(|index| &*Box::leak(format!("n{index}").into_boxed_str())).collect();
+    for pair in names.windows(2) {
+        let dep: &'static [&'static str] = Box::leak(vec![pair[1]].into_boxed_slice());
+        harness.script(pair[0], &[Step::IfChange(dep), Step::Write("x")]);
+    }
+    harness.script(names[names.len() - 1], &[Step::Write("leaf")]);
+    let (first, _) = harness.build(&[names[0]], false, 1, false);
+    assert_eq!(first.started.len(), names.len());
+    let (second, _) = harness.build(&[names[0]], false, 1, false);
+    assert!(second.started.is_empty());
+}
