@@ -9,17 +9,19 @@ package also builds from Python::
         print("failed:", result.failed)
 """
 
-from redors._native import VERSION as __version__
-from redors._native import EngineFailure, RedoError, StateError
+from redors import _native
+from redors._native import EngineError, RedoError, StateError
 from redors.api import BuildResult, build, find_top, inner_commands_dir, out_of_date, sources, targets, whichdo
 from redors.config import Settings
 from redors.dofiles import Candidate, DoMatch
+
+__version__: str = _native.VERSION
 
 __all__ = [
     "BuildResult",
     "Candidate",
     "DoMatch",
-    "EngineFailure",
+    "EngineError",
     "RedoError",
     "Settings",
     "StateError",

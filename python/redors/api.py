@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Mapping, Optional, Sequence
 
 from redors import _native, dofiles
 from redors.config import Settings, cache_root
@@ -46,10 +46,10 @@ class BuildResult:
         return self.status == EXIT["OK"]
 
 
-def inside_build(environ: Optional[dict] = None) -> bool:
+def inside_build(environ: Optional[Mapping[str, str]] = None) -> bool:
     """Tell whether this process runs inside a ``.do`` script of a build."""
-    environ = os.environ if environ is None else environ
-    return bool(environ.get(ENV["ENGINE"])) and bool(environ.get(ENV["JOB"]))
+    variables = os.environ if environ is None else environ
+    return bool(variables.get(ENV["ENGINE"])) and bool(variables.get(ENV["JOB"]))
 
 
 def inner_commands_dir() -> str:

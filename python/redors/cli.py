@@ -26,23 +26,35 @@ CONTEXT = {"help_option_names": ["-h", "--help"]}
 def _build_options(function: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
-            "-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+            "-j",
+            "--jobs",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            metavar="N",
             help="Run up to N .do scripts at once.",
         ),
         click.option(
-            "-k", "--keep-going", is_flag=True,
+            "-k",
+            "--keep-going",
+            is_flag=True,
             help="After a failure, still build every target that does not depend on it.",
         ),
         click.option("-x", "--xtrace", is_flag=True, help="Run .do scripts with sh -x (print commands as they run)."),
-        click.option("-v", "--verbose", is_flag=True, help="Run .do scripts with sh -v (print lines as they are read)."),
+        click.option(
+            "-v", "--verbose", is_flag=True, help="Run .do scripts with sh -v (print lines as they are read)."
+        ),
         click.option("-d", "--debug", is_flag=True, help="Explain why each target is rebuilt."),
         click.option(
-            "--wait-background", is_flag=True, default=None,
+            "--wait-background",
+            is_flag=True,
+            default=None,
             help="Wait for processes that a .do script left running before finishing its target "
             "(default: report them and go on; also REDORS_WAIT_BACKGROUND=1).",
         ),
         click.option(
-            "--color/--no-color", default=None,
+            "--color/--no-color",
+            default=None,
             help="Color the output (default: when stderr is a terminal and NO_COLOR is unset).",
         ),
         click.version_option(_native.VERSION, "-V", "--version", prog_name="redors"),
@@ -112,9 +124,7 @@ def _inside_only(name: str, purpose: str) -> click.Command:
     @click.argument("args", nargs=-1, type=click.UNPROCESSED)
     def command(args: Sequence[str]) -> None:
         del args
-        TerminalReporter(command=name).error(
-            f"{name} {purpose}; it only works inside a .do script while redo runs it"
-        )
+        TerminalReporter(command=name).error(f"{name} {purpose}; it only works inside a .do script while redo runs it")
         sys.exit(EXIT["FAILED"])
 
     command.help = f"Inside a .do script: {purpose}."

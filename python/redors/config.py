@@ -47,7 +47,7 @@ class Settings:
     use_pidfd: bool = True
 
     @classmethod
-    def from_environment(cls, environ: Optional[Mapping[str, str]] = None) -> "Settings":
+    def from_environment(cls, environ: Optional[Mapping[str, str]] = None) -> Settings:
         """Read the defaults that the environment sets."""
         environ = os.environ if environ is None else environ
         return cls(

@@ -246,7 +246,7 @@ mod tests {
         let (files, mut stdout) = prepare(dir.path(), "out");
         stdout.write_all(b"progress").expect("write");
         std::fs::write(&files.dollar3, b"payload").expect("write $3");
-        let err = files.install(&stdout, false).err().expect("must fail");
+        let err = files.install(&stdout, false).expect_err("must fail");
         assert!(matches!(err, OutputError::BothOutputs));
         assert!(err.to_string().contains(">&2"));
         files.discard();

@@ -292,7 +292,7 @@ mod tests {
     fn wrong_version_is_explained() {
         let mut frame = Reply::status(0).encode();
         frame[4] = 99;
-        let err = frame_len(&frame).err().expect("must fail");
+        let err = frame_len(&frame).expect_err("must fail");
         assert!(err.to_string().contains("another redors version"), "{err}");
     }
 

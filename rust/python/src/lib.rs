@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use redors_core::constants::{self, env, exit};
-use redors_core::engine::{Config, EngineError, RunOutcome};
+use redors_core::engine::{self, Config, RunOutcome};
 use redors_core::report::{Event, EventKind, Reporter};
 use redors_core::resolve::{DoMatch, Resolution, Resolver};
 use redors_core::store::StoreError;
@@ -23,7 +23,7 @@ create_exception!(_native, RedoError, PyException, "Base class of the errors rai
 create_exception!(_native, StateError, RedoError, "The state database is damaged, too new, or cannot be written.");
 create_exception!(
     _native,
-    EngineFailure,
+    EngineError,
     RedoError,
     "The build engine could not set itself up or stopped making progress."
 );
@@ -113,8 +113,8 @@ fn run(
     match result {
         Ok(RunOutcome::Failed(failed)) => Ok((exit::FAILED, failed)),
         Ok(outcome) => Ok((outcome.exit_status(), Vec::new())),
-        Err(EngineError::State(err)) => Err(state_error(err)),
-        Err(err) => Err(EngineFailure::new_err(err.to_string())),
+        Err(engine::EngineError::State(err)) => Err(state_error(err)),
+        Err(err) => Err(EngineError::new_err(err.to_string())),
     }
 }
 
@@ -204,7 +204,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     add_constants(module)?;
     module.add("RedoError", py.get_type::<RedoError>())?;
     module.add("StateError", py.get_type::<StateError>())?;
-    module.add("EngineFailure", py.get_type::<EngineFailure>())?;
+    module.add("EngineError", py.get_type::<EngineError>())?;
     module.add_function(wrap_pyfunction!(run, module)?)?;
     module.add_function(wrap_pyfunction!(find_top, module)?)?;
     module.add_function(wrap_pyfunction!(common_ancestor, module)?)?;

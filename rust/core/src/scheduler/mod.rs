@@ -386,9 +386,7 @@ impl<'a> Scheduler<'a> {
     /// so that the body sees the row ids of all of them. Returns `None` after
     /// a fatal database error.
     fn write<T>(&mut self, body: impl FnOnce(&Writer<'_>, &Graph) -> Result<T, StoreError>) -> Option<T> {
-        let Some(store) = self.store.as_mut() else {
-            return None;
-        };
+        let store = self.store.as_mut()?;
         let unsaved = std::mem::take(&mut self.unsaved);
         let graph = &mut self.graph;
         let result = store.write(|w| {
