@@ -1,0 +1,2 @@
+# Remove everything the other .do scripts generate.
+rm -f calc *.o *.d version.h
