@@ -152,6 +152,7 @@ pub fn run(
         clients: HashMap::new(),
         next_client: 1,
         procs: HashMap::new(),
+        programs: HashMap::new(),
     };
     engine.watch(engine.signals.fd(), Source::Signals)?;
     engine.watch(engine.listener.socket().as_fd(), Source::Listener)?;
@@ -226,6 +227,8 @@ struct Engine<'a> {
     clients: HashMap<ClientId, Connection>,
     next_client: ClientId,
     procs: HashMap<JobId, Proc>,
+    /// Paths of the programs that started jobs, by name.
+    programs: HashMap<OsString, PathBuf>,
 }
 
 impl Engine<'_> {
@@ -303,7 +306,12 @@ impl Engine<'_> {
     }
 
     fn start(&mut self, job: JobId, spec: crate::scheduler::JobSpec) {
-        match spawn::spawn(spec, self.use_pidfd) {
+        let Some(program) = self.program_path(&spec) else {
+            let name = spec.argv.first().map(|arg| arg.to_string_lossy().into_owned()).unwrap_or_default();
+            let err = io::Error::new(io::ErrorKind::NotFound, format!("'{name}' not found on PATH"));
+            return self.scheduler.spawn_failed(job, err);
+        };
+        match spawn::spawn(spec, &program, self.use_pidfd) {
             Ok(child) => {
                 let mut child = child;
                 if let Some(pidfd) = &child.pidfd {
@@ -317,6 +325,20 @@ impl Engine<'_> {
             }
             Err(err) => self.scheduler.spawn_failed(job, err),
         }
+    }
+
+    /// Finds the program of a job on the job's PATH, once per name and run.
+    fn program_path(&mut self, spec: &crate::scheduler::JobSpec) -> Option<PathBuf> {
+        let name = spec.argv.first()?;
+        if let Some(path) = self.programs.get(name) {
+            return Some(path.clone());
+        }
+        let path_value = spec.env.iter().find(|(key, _)| key == "PATH").map(|(_, value)| value.as_os_str());
+        let found = spawn::find_program(name, path_value.unwrap_or_default())?;
+        if found.is_absolute() {
+            self.programs.insert(name.clone(), found.clone());
+        }
+        Some(found)
     }
 
     /// Tells whether some process must be polled because no descriptor

@@ -3,10 +3,11 @@
 //!
 //! A script writes its result either to `$3` (a path beside the target that
 //! does not exist when the script starts, and may become a file, a directory
-//! or a symlink) or to its stdout. Both live beside the target so that the
-//! final `rename` is atomic. When the target's directory does not exist yet,
-//! stdout is captured in the state directory and copied beside the target at
-//! the end.
+//! or a symlink) or to its stdout. `$3` lives beside the target so that the
+//! final `rename` is atomic. Stdout goes to a capture file in the state
+//! directory: most scripts leave it empty, so the file is reused by the next
+//! job instead of creating and deleting a file per job; a non-empty capture
+//! is renamed over the target (or copied, across file systems).
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -62,21 +63,6 @@ pub enum Produced {
     Nothing,
 }
 
-/// The temporary files of one job.
-#[derive(Debug)]
-pub struct JobFiles {
-    /// Absolute path of the target.
-    pub target: PathBuf,
-    /// Absolute path passed as `$3`.
-    pub dollar3: PathBuf,
-    /// Where the script's stdout goes.
-    stdout_path: PathBuf,
-    /// Whether `stdout_path` is beside the target, so that it can be renamed.
-    stdout_beside: bool,
-    /// Stamp of the target before the script ran.
-    before: Stamp,
-}
-
 fn io_error(action: &'static str, path: &Path, err: io::Error) -> OutputError {
     OutputError::Io { action, path: path.to_path_buf(), err }
 }
@@ -94,43 +80,138 @@ pub fn remove_any(path: &Path) -> io::Result<()> {
     }
 }
 
-impl JobFiles {
-    /// Chooses the temporary paths for building `target`, removes any left
-    /// by an earlier run that died, and opens the stdout capture file.
-    /// `spill_dir` holds the capture when the target's directory is missing.
-    pub fn prepare(target: &Path, spill_dir: &Path, job: u64) -> Result<(JobFiles, File), OutputError> {
-        let dollar3 = sibling(target, ".", ".redo3.tmp");
-        let beside = sibling(target, ".", ".redo1.tmp");
-        remove_any(&dollar3).map_err(|err| io_error("remove the stale temporary file", &dollar3, err))?;
-        let stdout_beside = target.parent().is_some_and(Path::is_dir);
-        let stdout_path = if stdout_beside {
-            beside
-        } else {
-            std::fs::create_dir_all(spill_dir).map_err(|err| io_error("create", spill_dir, err))?;
-            spill_dir.join(format!("job{job}.stdout"))
-        };
+/// A file that receives a job's stdout.
+#[derive(Debug)]
+pub struct Capture {
+    path: PathBuf,
+    file: File,
+}
+
+impl Capture {
+    /// A second handle on the file, for the job's process.
+    pub fn for_child(&self) -> io::Result<File> {
+        self.file.try_clone()
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        self.file.metadata().map(|meta| meta.len())
+    }
+}
+
+/// The stdout capture files of one run, in the state directory. A capture
+/// that stayed empty goes back to the pool for the next job. Files are named
+/// after the engine's pid, so runs that share a tree do not mix them up, and
+/// a run killed without cleaning up is recognized later.
+#[derive(Debug)]
+pub struct CapturePool {
+    dir: PathBuf,
+    free: Vec<Capture>,
+    created: u64,
+}
+
+const CAPTURE_PREFIX: &str = "stdout.";
+
+impl CapturePool {
+    /// Creates a pool that keeps its files in `dir`, created on first use.
+    pub fn new(dir: PathBuf) -> CapturePool {
+        CapturePool { dir, free: Vec::new(), created: 0 }
+    }
+
+    /// Returns an empty capture file, reusing a free one.
+    pub fn take(&mut self) -> Result<Capture, OutputError> {
+        if let Some(capture) = self.free.pop() {
+            return Ok(capture);
+        }
+        if self.created == 0 {
+            std::fs::create_dir_all(&self.dir).map_err(|err| io_error("create", &self.dir, err))?;
+            remove_stale_captures(&self.dir);
+        }
+        self.created += 1;
+        let path = self.dir.join(format!("{CAPTURE_PREFIX}{}.{}", std::process::id(), self.created));
         // Mode 0666 lets the umask decide the target's permissions, as for
         // any file the script would create itself.
-        let stdout = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o666)
-            .open(&stdout_path)
-            .map_err(|err| io_error("create the stdout capture file", &stdout_path, err))?;
-        let before = Stamp::read(target).map_err(|err| io_error("read", target, err))?;
-        let files = JobFiles { target: target.to_path_buf(), dollar3, stdout_path, stdout_beside, before };
-        Ok((files, stdout))
+            .open(&path)
+            .map_err(|err| io_error("create the stdout capture file", &path, err))?;
+        Ok(Capture { path, file })
+    }
+
+    /// Takes back a capture after its job: kept for reuse when it is empty
+    /// and no process can still write to it, deleted otherwise.
+    pub fn give_back(&mut self, capture: Capture, still_shared: bool) {
+        if !still_shared && capture.len().is_ok_and(|len| len == 0) {
+            self.free.push(capture);
+        } else {
+            let _ = std::fs::remove_file(&capture.path);
+        }
+    }
+}
+
+impl Drop for CapturePool {
+    fn drop(&mut self) {
+        for capture in self.free.drain(..) {
+            let _ = std::fs::remove_file(&capture.path);
+        }
+    }
+}
+
+/// Removes capture files left by runs whose process is gone.
+fn remove_stale_captures(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|name| name.strip_prefix(CAPTURE_PREFIX)) else { continue };
+        let Some(pid) = rest.split('.').next().and_then(|pid| pid.parse::<i32>().ok()) else { continue };
+        let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) == Err(Errno::ESRCH);
+        if gone {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// The temporary files of one job.
+#[derive(Debug)]
+pub struct JobFiles {
+    /// Absolute path of the target.
+    pub target: PathBuf,
+    /// Absolute path passed as `$3`.
+    pub dollar3: PathBuf,
+    /// Where the script's stdout goes; `None` once it became the target.
+    capture: Option<Capture>,
+    /// Stamp of the target before the script ran.
+    before: Stamp,
+}
+
+impl JobFiles {
+    /// Chooses the temporary paths for building `target`, removing any left
+    /// by an earlier run that died.
+    pub fn prepare(target: &Path, capture: Capture) -> Result<JobFiles, OutputError> {
+        let dollar3 = sibling(target, ".", ".redo3.tmp");
+        remove_any(&dollar3).map_err(|err| io_error("remove the stale temporary file", &dollar3, err))?;
+        let before = Stamp::read_target(target).map_err(|err| io_error("read", target, err))?;
+        Ok(JobFiles { target: target.to_path_buf(), dollar3, capture: Some(capture), before })
+    }
+
+    /// The stdout capture, while the job owns it.
+    pub fn capture(&self) -> Option<&Capture> {
+        self.capture.as_ref()
     }
 
     /// Checks what a successful script produced and moves it into place.
     /// `shared_stdout` says that processes the job left running may still
     /// write to the capture file, which must then be copied, not renamed.
-    pub fn install(&self, stdout: &File, shared_stdout: bool) -> Result<Produced, OutputError> {
-        let after = Stamp::read(&self.target).map_err(|err| io_error("read", &self.target, err))?;
-        let dollar3 = Stamp::read(&self.dollar3).map_err(|err| io_error("read", &self.dollar3, err))?;
-        let stdout_len = stdout.metadata().map_err(|err| io_error("read", &self.stdout_path, err))?.len();
+    pub fn install(&mut self, shared_stdout: bool) -> Result<Produced, OutputError> {
+        let after = Stamp::read_target(&self.target).map_err(|err| io_error("read", &self.target, err))?;
+        let dollar3 = Stamp::read_target(&self.dollar3).map_err(|err| io_error("read", &self.dollar3, err))?;
+        let stdout_len = match &self.capture {
+            Some(capture) => capture.len().map_err(|err| io_error("read", &capture.path, err))?,
+            None => 0,
+        };
 
         if after.exists() && after.kind != FileKind::Dir && after != self.before {
             return Err(OutputError::WroteTarget);
@@ -140,46 +221,53 @@ impl JobFiles {
         }
         if dollar3.exists() {
             replace(&self.dollar3, &self.target)?;
-            self.remove_stdout();
             return Ok(Produced::Dollar3);
         }
         if stdout_len > 0 {
-            if self.stdout_beside && !shared_stdout {
-                replace(&self.stdout_path, &self.target)?;
-            } else {
-                self.copy_stdout_into_place()?;
-            }
+            self.stdout_into_place(shared_stdout)?;
             return Ok(Produced::Stdout);
         }
-        self.remove_stdout();
         remove_any(&self.target).map_err(|err| io_error("remove the stale target", &self.target, err))?;
         Ok(Produced::Nothing)
     }
 
-    fn copy_stdout_into_place(&self) -> Result<(), OutputError> {
-        let copy = sibling(&self.target, ".", ".redo1.copy.tmp");
-        if let Err(err) = std::fs::copy(&self.stdout_path, &copy) {
-            let _ = std::fs::remove_file(&copy);
-            let action = if self.target.parent().is_some_and(Path::is_dir) {
-                "copy stdout into"
-            } else {
-                "write the target; its directory does not exist, so create it in the .do script before writing"
-            };
-            return Err(io_error(action, &self.target, err));
+    fn stdout_into_place(&mut self, shared_stdout: bool) -> Result<(), OutputError> {
+        let Some(capture) = &self.capture else { return Ok(()) };
+        if !self.target.parent().is_some_and(Path::is_dir) {
+            let err = io::Error::new(io::ErrorKind::NotFound, "create it in the .do script before redo writes there");
+            let dir = self.target.parent().unwrap_or(Path::new("/"));
+            return Err(io_error("write the target: no such directory", dir, err));
         }
-        self.remove_stdout();
+        if !shared_stdout {
+            match std::fs::rename(&capture.path, &self.target) {
+                Ok(()) => {
+                    self.capture = None;
+                    return Ok(());
+                }
+                // Another file system, or a directory in the way: copy, then replace.
+                Err(err) if matches!(err.raw_os_error(), Some(libc::EXDEV | libc::EISDIR | libc::ENOTEMPTY)) => {}
+                Err(err) => return Err(io_error("move the result into place at", &self.target, err)),
+            }
+        }
+        let copy = sibling(&self.target, ".", ".redo1.tmp");
+        if let Err(err) = std::fs::copy(&capture.path, &copy) {
+            let _ = std::fs::remove_file(&copy);
+            return Err(io_error("copy stdout into", &self.target, err));
+        }
         replace(&copy, &self.target)
     }
 
-    fn remove_stdout(&self) {
-        let _ = std::fs::remove_file(&self.stdout_path);
+    /// Removes the temporary files of a failed or interrupted build.
+    pub fn discard(&self) {
+        let _ = remove_any(&self.dollar3);
+        let _ = std::fs::remove_file(sibling(&self.target, ".", ".redo1.tmp"));
     }
 
-    /// Removes every temporary file of the job, for a failed or interrupted build.
-    pub fn discard(&self) {
-        self.remove_stdout();
-        let _ = remove_any(&self.dollar3);
-        let _ = std::fs::remove_file(sibling(&self.target, ".", ".redo1.copy.tmp"));
+    /// Returns the stdout capture to the pool, or deletes it.
+    pub fn release(&mut self, pool: &mut CapturePool, still_shared: bool) {
+        if let Some(capture) = self.capture.take() {
+            pool.give_back(capture, still_shared);
+        }
     }
 }
 
@@ -204,132 +292,201 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    fn prepare(dir: &Path, name: &str) -> (JobFiles, File) {
-        JobFiles::prepare(&dir.join(name), &dir.join(".redo/tmp"), 1).expect("prepare")
+    struct Setup {
+        dir: tempfile::TempDir,
+        pool: CapturePool,
+    }
+
+    impl Setup {
+        fn new() -> Setup {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let pool = CapturePool::new(dir.path().join(".redo/tmp"));
+            Setup { dir, pool }
+        }
+
+        fn prepare(&mut self, name: &str) -> JobFiles {
+            let capture = self.pool.take().expect("capture");
+            JobFiles::prepare(&self.dir.path().join(name), capture).expect("prepare")
+        }
+
+        fn path(&self, name: &str) -> PathBuf {
+            self.dir.path().join(name)
+        }
+
+        /// Entries of the tree's top directory, without the state directory.
+        fn listing(&self) -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(self.dir.path())
+                .expect("ls")
+                .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+                .filter(|name| name != ".redo")
+                .collect();
+            names.sort();
+            names
+        }
+    }
+
+    fn write_stdout(files: &JobFiles, data: &[u8]) {
+        files.capture().expect("capture").for_child().expect("clone").write_all(data).expect("write");
     }
 
     #[test]
     fn dollar3_file_replaces_target() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("out"), b"old").expect("write");
-        let (files, stdout) = prepare(dir.path(), "out");
+        let mut setup = Setup::new();
+        std::fs::write(setup.path("out"), b"old").expect("write");
+        let mut files = setup.prepare("out");
         std::fs::write(&files.dollar3, b"new").expect("write $3");
-        assert_eq!(files.install(&stdout, false).expect("install"), Produced::Dollar3);
-        assert_eq!(std::fs::read(dir.path().join("out")).expect("read"), b"new");
-        assert!(!files.dollar3.exists());
-        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);
+        assert_eq!(files.install(false).expect("install"), Produced::Dollar3);
+        assert_eq!(std::fs::read(setup.path("out")).expect("read"), b"new");
+        assert_eq!(setup.listing(), ["out"]);
     }
 
     #[test]
     fn stdout_becomes_target() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (files, mut stdout) = prepare(dir.path(), "out");
-        stdout.write_all(b"printed\n").expect("write");
-        assert_eq!(files.install(&stdout, false).expect("install"), Produced::Stdout);
-        assert_eq!(std::fs::read(dir.path().join("out")).expect("read"), b"printed\n");
-        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);
+        let mut setup = Setup::new();
+        let mut files = setup.prepare("out");
+        write_stdout(&files, b"printed\n");
+        assert_eq!(files.install(false).expect("install"), Produced::Stdout);
+        files.release(&mut setup.pool, false);
+        assert_eq!(std::fs::read(setup.path("out")).expect("read"), b"printed\n");
+        assert_eq!(setup.listing(), ["out"]);
+    }
+
+    #[test]
+    fn empty_capture_is_reused() {
+        let mut setup = Setup::new();
+        let mut first = setup.prepare("a");
+        std::fs::write(&first.dollar3, b"a").expect("write $3");
+        first.install(false).expect("install");
+        first.release(&mut setup.pool, false);
+        let second = setup.prepare("b");
+        assert_eq!(std::fs::read_dir(setup.path(".redo/tmp")).expect("ls").count(), 1);
+        drop(second);
+        drop(setup.pool);
     }
 
     #[test]
     fn stdout_is_copied_when_background_processes_hold_it() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (files, mut stdout) = prepare(dir.path(), "out");
-        stdout.write_all(b"first").expect("write");
-        files.install(&stdout, true).expect("install");
-        stdout.write_all(b" late").expect("late write");
-        assert_eq!(std::fs::read(dir.path().join("out")).expect("read"), b"first");
+        let mut setup = Setup::new();
+        let mut files = setup.prepare("out");
+        let mut child = files.capture().expect("capture").for_child().expect("clone");
+        child.write_all(b"first").expect("write");
+        files.install(true).expect("install");
+        files.release(&mut setup.pool, true);
+        child.write_all(b" late").expect("late write");
+        assert_eq!(std::fs::read(setup.path("out")).expect("read"), b"first");
+        assert_eq!(std::fs::read_dir(setup.path(".redo/tmp")).expect("ls").count(), 0);
     }
 
     #[test]
     fn both_outputs_are_rejected() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (files, mut stdout) = prepare(dir.path(), "out");
-        stdout.write_all(b"progress").expect("write");
+        let mut setup = Setup::new();
+        let mut files = setup.prepare("out");
+        write_stdout(&files, b"progress");
         std::fs::write(&files.dollar3, b"payload").expect("write $3");
-        let err = files.install(&stdout, false).expect_err("must fail");
+        let err = files.install(false).expect_err("must fail");
         assert!(matches!(err, OutputError::BothOutputs));
         assert!(err.to_string().contains(">&2"));
         files.discard();
-        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 0);
+        files.release(&mut setup.pool, false);
+        assert!(setup.listing().is_empty());
     }
 
     #[test]
     fn nothing_written_removes_stale_target() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("clean"), b"stale").expect("write");
-        let (files, stdout) = prepare(dir.path(), "clean");
-        assert_eq!(files.install(&stdout, false).expect("install"), Produced::Nothing);
-        assert!(!dir.path().join("clean").exists());
-        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 0);
+        let mut setup = Setup::new();
+        std::fs::write(setup.path("clean"), b"stale").expect("write");
+        let mut files = setup.prepare("clean");
+        assert_eq!(files.install(false).expect("install"), Produced::Nothing);
+        assert!(setup.listing().is_empty());
     }
 
     #[test]
     fn writing_the_target_directly_is_rejected() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (files, stdout) = prepare(dir.path(), "out");
-        std::fs::write(dir.path().join("out"), b"direct").expect("write");
-        assert!(matches!(files.install(&stdout, false), Err(OutputError::WroteTarget)));
+        let mut setup = Setup::new();
+        let mut files = setup.prepare("out");
+        std::fs::write(setup.path("out"), b"direct").expect("write");
+        assert!(matches!(files.install(false), Err(OutputError::WroteTarget)));
     }
 
     #[test]
     fn directory_replaces_non_empty_directory() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let target = dir.path().join("outdir");
+        let mut setup = Setup::new();
+        let target = setup.path("outdir");
         std::fs::create_dir(&target).expect("mkdir");
         std::fs::write(target.join("alpha"), b"a").expect("write");
-        let (files, stdout) = prepare(dir.path(), "outdir");
+        let mut files = setup.prepare("outdir");
         std::fs::create_dir(&files.dollar3).expect("mkdir $3");
         std::fs::write(files.dollar3.join("gamma"), b"g").expect("write");
-        files.install(&stdout, false).expect("install");
+        files.install(false).expect("install");
         assert!(target.join("gamma").exists());
         assert!(!target.join("alpha").exists());
-        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);
+        assert_eq!(setup.listing(), ["outdir"]);
     }
 
     #[test]
     fn file_replaces_directory_and_symlink_replaces_file() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let target = dir.path().join("x");
+        let mut setup = Setup::new();
+        let target = setup.path("x");
         std::fs::create_dir(&target).expect("mkdir");
         std::fs::write(target.join("inside"), b"i").expect("write");
-        let (files, stdout) = prepare(dir.path(), "x");
+        let mut files = setup.prepare("x");
         std::fs::write(&files.dollar3, b"file now").expect("write");
-        files.install(&stdout, false).expect("install");
+        files.install(false).expect("install");
         assert_eq!(std::fs::read(&target).expect("read"), b"file now");
 
-        let (files, stdout) = prepare(dir.path(), "x");
+        let mut files = setup.prepare("x");
         std::os::unix::fs::symlink("elsewhere", &files.dollar3).expect("symlink");
-        files.install(&stdout, false).expect("install");
+        files.install(false).expect("install");
         assert_eq!(std::fs::read_link(&target).expect("readlink"), Path::new("elsewhere"));
     }
 
     #[test]
-    fn stdout_spills_when_target_directory_is_missing() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let target_dir = dir.path().join("build");
-        let (files, mut stdout) =
-            JobFiles::prepare(&target_dir.join("out"), &dir.path().join(".redo/tmp"), 7).expect("prepare");
-        stdout.write_all(b"data").expect("write");
-        std::fs::create_dir(&target_dir).expect("mkdir");
-        assert_eq!(files.install(&stdout, false).expect("install"), Produced::Stdout);
-        assert_eq!(std::fs::read(target_dir.join("out")).expect("read"), b"data");
-        assert_eq!(std::fs::read_dir(dir.path().join(".redo/tmp")).expect("ls").count(), 0);
+    fn stdout_over_directory_target() {
+        let mut setup = Setup::new();
+        let target = setup.path("x");
+        std::fs::create_dir(&target).expect("mkdir");
+        std::fs::write(target.join("inside"), b"i").expect("write");
+        let mut files = setup.prepare("x");
+        write_stdout(&files, b"text");
+        files.install(false).expect("install");
+        assert_eq!(std::fs::read(&target).expect("read"), b"text");
+        assert_eq!(setup.listing(), ["x"]);
+    }
+
+    #[test]
+    fn stdout_into_missing_directory_is_explained() {
+        let mut setup = Setup::new();
+        let mut files = setup.prepare("build/out");
+        write_stdout(&files, b"data");
+        let err = files.install(false).expect_err("must fail");
+        assert!(err.to_string().contains("no such directory"), "{err}");
     }
 
     #[test]
     fn new_target_follows_umask_not_0600() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (files, mut stdout) = prepare(dir.path(), "out");
-        stdout.write_all(b"x").expect("write");
-        files.install(&stdout, false).expect("install");
-        let mode = std::fs::metadata(dir.path().join("out")).expect("stat").permissions().mode() & 0o777;
-        // SAFETY: umask only swaps the process's file mode mask and cannot fail.
-        let mask = unsafe {
-            let mask = libc::umask(0o022);
-            libc::umask(mask);
-            mask
-        };
-        assert_eq!(mode, 0o666 & !(mask as u32));
+        let mut setup = Setup::new();
+        let mut files = setup.prepare("out");
+        write_stdout(&files, b"x");
+        files.install(false).expect("install");
+        let mode = std::fs::metadata(setup.path("out")).expect("stat").permissions().mode() & 0o777;
+        let status = std::fs::read_to_string("/proc/self/status").expect("status");
+        let umask = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Umask:"))
+            .and_then(|value| u32::from_str_radix(value.trim(), 8).ok())
+            .expect("umask");
+        assert_eq!(mode, 0o666 & !umask);
+    }
+
+    #[test]
+    fn stale_captures_of_dead_runs_are_removed() {
+        let mut setup = Setup::new();
+        let dir = setup.path(".redo/tmp");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        // pid_max is at most 2^22 on Linux, so this pid never runs.
+        std::fs::write(dir.join("stdout.99999999.1"), b"").expect("write");
+        let _files = setup.prepare("out");
+        assert!(!dir.join("stdout.99999999.1").exists());
     }
 }

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::paths;
-use crate::stamp::{Stamp, content_hash};
+use crate::stamp::{FileKind, Stamp, content_hash, target_hash};
 use crate::store::{DepKind, DepRecord, FileRecord, Store, StoreError, flags};
 
 /// Lists the absolute paths of every target (`targets`) or every source.
@@ -129,12 +129,13 @@ impl Checker<'_> {
         if record.has(flags::FAILED | flags::BUILDING | flags::ALWAYS) {
             return Some(true);
         }
-        let stamp = Stamp::read(&paths::from_key(self.top, key)).ok()?;
+        let abs = paths::from_key(self.top, key);
+        let stamp = Stamp::read_target(&abs).ok()?;
         if record.stamp.exists() && !stamp.exists() {
             return Some(true);
         }
         // A file changed by hand counts as a source: not out of date.
-        if stamp.exists() && file_changed(&paths::from_key(self.top, key), record, &stamp) {
+        if stamp.exists() && target_changed(&abs, record, &stamp) {
             return Some(false);
         }
         None
@@ -166,7 +167,18 @@ enum DepState {
     Target(FileRecord),
 }
 
-/// Tells whether a file's content differs from its record.
+/// Tells whether a target's file differs from what its last build left.
+fn target_changed(abs: &Path, record: &FileRecord, stamp: &Stamp) -> bool {
+    if record.stamp.kind != stamp.kind {
+        return true;
+    }
+    if stamp.kind == FileKind::Dir || (*stamp == record.stamp && !stamp.is_racy(record.seen_ns)) {
+        return false;
+    }
+    !matches!(target_hash(abs, stamp), Ok(hash) if hash == record.hash)
+}
+
+/// Tells whether a source's content differs from its record.
 fn file_changed(abs: &Path, record: &FileRecord, stamp: &Stamp) -> bool {
     if record.stamp.kind != stamp.kind {
         return true;

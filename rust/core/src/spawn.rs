@@ -10,9 +10,13 @@
 //! signal mask and SIGPIPE in the child, so a job gets exactly stdin
 //! (`/dev/null`), the stdout capture and the inherited stderr.
 
+use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use nix::errno::Errno;
@@ -32,12 +36,26 @@ pub(crate) struct Child {
     pub pidfd: Option<OwnedFd>,
 }
 
-/// Starts a job's process in a new process group.
-pub(crate) fn spawn(spec: JobSpec, use_pidfd: bool) -> io::Result<Child> {
+/// Looks a program name up in a `PATH` value, as `execvp` would.
+pub(crate) fn find_program(name: &OsStr, path: &OsStr) -> Option<PathBuf> {
+    if name.as_bytes().contains(&b'/') {
+        return Some(PathBuf::from(name));
+    }
+    std::env::split_paths(path).map(|dir| dir.join(name)).find(|candidate| {
+        std::fs::metadata(candidate).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    })
+}
+
+/// Starts a job's process in a new process group. `program` is the path of
+/// `argv[0]`: given a path, the standard library starts the process with
+/// `posix_spawn`, which does not copy the engine's memory map as `fork`
+/// does (it falls back to `fork` for a PATH search in a changed environment).
+pub(crate) fn spawn(spec: JobSpec, program: &Path, use_pidfd: bool) -> io::Result<Child> {
     let JobSpec { argv, cwd, env, stdout } = spec;
-    let (program, args) =
+    let (arg0, args) =
         argv.split_first().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command line"))?;
     let mut command = Command::new(program);
+    command.arg0(arg0);
     command
         .args(args)
         .current_dir(&cwd)
@@ -155,6 +173,19 @@ mod tests {
         }
     }
 
+    fn start(spec: JobSpec, use_pidfd: bool) -> io::Result<Child> {
+        let program = find_program(OsStr::new("sh"), OsStr::new("/usr/bin:/bin")).expect("sh on PATH");
+        spawn(spec, &program, use_pidfd)
+    }
+
+    #[test]
+    fn program_lookup_follows_path() {
+        let found = find_program(OsStr::new("sh"), OsStr::new("/nonexistent:/usr/bin:/bin")).expect("sh");
+        assert!(found.is_absolute());
+        assert_eq!(find_program(OsStr::new("./x.do"), OsStr::new("/bin")), Some(PathBuf::from("./x.do")));
+        assert_eq!(find_program(OsStr::new("no-such-program-here"), OsStr::new("/usr/bin:/bin")), None);
+    }
+
     fn wait(child: &Child) -> ExitStatus {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -176,10 +207,10 @@ mod tests {
     fn exit_status_and_signal_are_reported() {
         for use_pidfd in [true, false] {
             let (_keep, out) = capture();
-            let child = spawn(spec("exit 3", out), use_pidfd).expect("spawn");
+            let child = start(spec("exit 3", out), use_pidfd).expect("spawn");
             assert_eq!(wait(&child), ExitStatus::Code(3));
             let (_keep, out) = capture();
-            let child = spawn(spec("kill -TERM $$", out), use_pidfd).expect("spawn");
+            let child = start(spec("kill -TERM $$", out), use_pidfd).expect("spawn");
             assert_eq!(wait(&child), ExitStatus::Signal(15));
         }
     }
@@ -209,7 +240,7 @@ mod tests {
         let (file, out) = capture();
         // ls lists the descriptors of the job's own process, the shell.
         let script = "ls -l /proc/$$/fd";
-        let child = spawn(spec(script, out), true).expect("spawn");
+        let child = start(spec(script, out), true).expect("spawn");
         assert_eq!(wait(&child), ExitStatus::Code(0));
         let listing = std::fs::read_to_string(file.path()).expect("read");
         assert!(!listing.contains(&*held.path().to_string_lossy()), "{listing}");
@@ -225,7 +256,7 @@ mod tests {
     fn job_runs_in_own_group_with_clear_signal_mask() {
         let (file, out) = capture();
         let script = "ps -o pgid= -p $$; grep -E '^(SigBlk|SigIgn)' /proc/self/status";
-        let child = spawn(spec(script, out), true).expect("spawn");
+        let child = start(spec(script, out), true).expect("spawn");
         assert_eq!(wait(&child), ExitStatus::Code(0));
         let text = std::fs::read_to_string(file.path()).expect("read");
         let pgid: i32 = text.lines().next().expect("pgid line").trim().parse().expect("number");
@@ -236,7 +267,7 @@ mod tests {
     #[test]
     fn background_process_is_found_in_group() {
         let (_keep, out) = capture();
-        let child = spawn(spec("sleep 5 & exit 0", out), true).expect("spawn");
+        let child = start(spec("sleep 5 & exit 0", out), true).expect("spawn");
         assert_eq!(wait(&child), ExitStatus::Code(0));
         let members = group_members(child.pid);
         assert_eq!(members.len(), 1, "{members:?}");

@@ -7,7 +7,7 @@
 //! not rebuild anything.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -69,8 +69,9 @@ impl Stamp {
     /// Stamp of a path where nothing exists.
     pub const MISSING: Stamp = Stamp { kind: FileKind::Missing, ino: 0, size: 0, mtime_ns: 0, ctime_ns: 0 };
 
-    /// Reads the stamp of `path`. A symlink is followed for the metadata but
-    /// keeps the kind [`FileKind::Symlink`]; a dangling one describes the link.
+    /// Reads the stamp of a source: a symlink is followed for the metadata
+    /// but keeps the kind [`FileKind::Symlink`], so editing the file behind
+    /// it is a change; a dangling one describes the link.
     pub fn read(path: &Path) -> io::Result<Stamp> {
         let link_meta = match std::fs::symlink_metadata(path) {
             Ok(meta) => meta,
@@ -90,6 +91,28 @@ impl Stamp {
             FileKind::Other
         };
         Ok(Stamp::from_metadata(kind, &link_meta))
+    }
+
+    /// Reads the stamp of a target: a symlink is described by itself, not by
+    /// the file it points to, so that only a change of the link is a change
+    /// of the target (see [`target_hash`]).
+    pub fn read_target(path: &Path) -> io::Result<Stamp> {
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(meta) => meta,
+            Err(err) if is_not_found(&err) => return Ok(Stamp::MISSING),
+            Err(err) => return Err(err),
+        };
+        let file_type = meta.file_type();
+        let kind = if file_type.is_symlink() {
+            FileKind::Symlink
+        } else if file_type.is_file() {
+            FileKind::File
+        } else if file_type.is_dir() {
+            FileKind::Dir
+        } else {
+            FileKind::Other
+        };
+        Ok(Stamp::from_metadata(kind, &meta))
     }
 
     fn from_metadata(kind: FileKind, meta: &std::fs::Metadata) -> Stamp {
@@ -139,20 +162,24 @@ pub fn content_hash(path: &Path, stamp: &Stamp) -> io::Result<Option<Hash>> {
     }
 }
 
+/// Hashes a target as [`Stamp::read_target`] sees it: a symlink by its link
+/// text alone, any other file as [`content_hash`] does.
+pub fn target_hash(path: &Path, stamp: &Stamp) -> io::Result<Option<Hash>> {
+    if stamp.kind != FileKind::Symlink {
+        return content_hash(path, stamp);
+    }
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"symlink\0");
+    hasher.update(std::fs::read_link(path)?.as_os_str().as_bytes());
+    Ok(Some(*hasher.finalize().as_bytes()))
+}
+
 /// Hashes the bytes of a regular file.
 pub fn hash_file(path: &Path) -> io::Result<Hash> {
-    let mut file = File::open(path)?;
+    let file = File::open(path)?;
     let mut hasher = blake3::Hasher::new();
-    let mut buffer = vec![0u8; 128 * 1024];
-    loop {
-        let count = match file.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(count) => count,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(err),
-        };
-        hasher.update(&buffer[..count]);
-    }
+    // update_reader reads through a buffer on the stack: no allocation per file.
+    hasher.update_reader(file)?;
     Ok(*hasher.finalize().as_bytes())
 }
 
@@ -216,6 +243,21 @@ mod tests {
         std::os::unix::fs::symlink("y", &link).expect("symlink");
         let to_y = content_hash(&link, &Stamp::read(&link).expect("stamp")).expect("hash");
         assert_ne!(to_x, to_y);
+    }
+
+    #[test]
+    fn target_stamp_describes_the_link_itself() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("src"), b"one").expect("write");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("src", &link).expect("symlink");
+        let before = Stamp::read_target(&link).expect("stamp");
+        let hash_before = target_hash(&link, &before).expect("hash");
+        std::fs::write(dir.path().join("src"), b"changed").expect("write");
+        let after = Stamp::read_target(&link).expect("stamp");
+        assert_eq!(before, after);
+        assert_eq!(hash_before, target_hash(&link, &after).expect("hash"));
+        assert_ne!(Stamp::read(&link).expect("stamp").size, before.size);
     }
 
     #[test]

@@ -6,12 +6,13 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
 use crate::constants::env;
+use crate::engine::Config;
 use crate::output::{JobFiles, Produced};
 use crate::paths;
 use crate::report::EventKind;
 use crate::resolve::DoMatch;
 use crate::spawn::Background;
-use crate::stamp::{Stamp, content_hash, now_ns};
+use crate::stamp::{FileKind, Stamp, now_ns, target_hash};
 use crate::store::{DepKind, flags};
 
 use super::{Action, ExitStatus, Failure, Job, JobId, JobSpec, NodeId, Outcome, Scheduler, State};
@@ -74,6 +75,51 @@ pub(crate) fn command_line(
     Ok(argv)
 }
 
+/// Builds the part of the jobs' environment that is the same for the whole
+/// run: the caller's variables without those of an earlier build, the inner
+/// commands first on PATH, and the run's settings.
+pub(super) fn base_env(config: &Config, socket: &Path) -> Vec<(OsString, OsString)> {
+    let mut vars: Vec<(OsString, OsString)> =
+        config.env.iter().filter(|(name, _)| !is_run_variable(name)).cloned().collect();
+    let redo = match &config.client_dir {
+        Some(dir) => {
+            let mut value = dir.clone().into_os_string();
+            value.push(":");
+            match vars.iter_mut().find(|(name, _)| name == "PATH") {
+                Some((_, old)) => {
+                    value.push(&*old);
+                    *old = value;
+                }
+                None => {
+                    value.push("/usr/local/bin:/usr/bin:/bin");
+                    vars.push(("PATH".into(), value));
+                }
+            }
+            dir.join("redo").into_os_string()
+        }
+        None => OsString::from("redo"),
+    };
+    let mut set = |name: &str, value: OsString| vars.push((name.into(), value));
+    set("REDO", redo);
+    set("REDO_BASE", config.top.clone().into_os_string());
+    set("REDO_STARTDIR", config.startdir.clone().into_os_string());
+    for (on, name) in [
+        (config.xtrace, "REDO_XTRACE"),
+        (config.verbose, "REDO_VERBOSE"),
+        (config.keep_going, "REDO_KEEP_GOING"),
+        (config.debug, "REDO_DEBUG"),
+    ] {
+        if on {
+            set(name, "1".into());
+        }
+    }
+    set(env::ENGINE, socket.as_os_str().to_os_string());
+    if let Some(python) = &config.python {
+        set(env::PYTHON, python.clone());
+    }
+    vars
+}
+
 impl Scheduler<'_> {
     /// Starts the job of a queued node; the caller checked that a token is free.
     pub(super) fn start_job(&mut self, id: NodeId) {
@@ -86,18 +132,25 @@ impl Scheduler<'_> {
         let job_id = self.next_job;
         self.next_job += 1;
         let dofile = self.relative(&found.dofile);
-        let spill = self.top().join(crate::constants::STATE_DIR).join("tmp");
-        let (files, stdout) = match JobFiles::prepare(&self.graph[id].abs, &spill, job_id) {
-            Ok(prepared) => prepared,
+        let prepared = self.captures.take().and_then(|capture| JobFiles::prepare(&self.graph[id].abs, capture));
+        let mut files = match prepared {
+            Ok(files) => files,
             Err(err) => return self.fail(id, Failure::Output { dofile, err }),
         };
         let argv = match command_line(&found, &files.dollar3, self.config.xtrace, self.config.verbose) {
             Ok(argv) => argv,
-            Err(err) => return self.fail(id, Failure::Io { path: dofile, err }),
+            Err(err) => {
+                files.release(&mut self.captures, false);
+                return self.fail(id, Failure::Io { path: dofile, err });
+            }
         };
-        let stdout_for_child = match stdout.try_clone() {
-            Ok(file) => file,
-            Err(err) => return self.fail(id, Failure::Spawn { dofile, err }),
+        let stdout_for_child = match files.capture().map(|capture| capture.for_child()) {
+            Some(Ok(file)) => file,
+            Some(Err(err)) => {
+                files.release(&mut self.captures, false);
+                return self.fail(id, Failure::Spawn { dofile, err });
+            }
+            None => return self.finish(id, Outcome::Failed),
         };
 
         // The target depends on every candidate .do file that did not exist,
@@ -128,7 +181,6 @@ impl Scheduler<'_> {
             Job {
                 node: id,
                 files,
-                stdout,
                 dofile,
                 deps,
                 always: false,
@@ -144,53 +196,17 @@ impl Scheduler<'_> {
         self.actions.push_back(Action::Spawn { job: job_id, spec });
     }
 
+    /// Returns the environment of a job: the run's shared part plus what
+    /// depends on the job.
     fn job_env(&self, id: NodeId, found: &DoMatch, job: JobId) -> Vec<(OsString, OsString)> {
-        let config = self.config;
-        let mut vars: Vec<(OsString, OsString)> =
-            config.env.iter().filter(|(name, _)| !is_run_variable(name)).cloned().collect();
-        let redo = match &config.client_dir {
-            Some(dir) => {
-                let path = vars.iter_mut().find(|(name, _)| name == "PATH");
-                let mut value = dir.clone().into_os_string();
-                value.push(":");
-                match path {
-                    Some((_, old)) => {
-                        value.push(&*old);
-                        *old = value;
-                    }
-                    None => {
-                        value.push("/usr/local/bin:/usr/bin:/bin");
-                        vars.push(("PATH".into(), value));
-                    }
-                }
-                dir.join("redo").into_os_string()
-            }
-            None => OsString::from("redo"),
-        };
-        let depth = "  ".repeat(self.graph[id].depth + 1);
+        let mut vars = Vec::with_capacity(self.base_env.len() + 5);
+        vars.extend_from_slice(&self.base_env);
         let mut set = |name: &str, value: OsString| vars.push((name.into(), value));
-        set("REDO", redo);
-        set("REDO_BASE", config.top.clone().into_os_string());
-        set("REDO_STARTDIR", config.startdir.clone().into_os_string());
-        set("REDO_PWD", paths::relative(found.dir(), &config.startdir).into_os_string());
+        set("REDO_PWD", paths::relative(found.dir(), &self.config.startdir).into_os_string());
         set("REDO_TARGET", found.arg1.clone());
-        set("REDO_DEPTH", depth.into());
+        set("REDO_DEPTH", "  ".repeat(self.graph[id].depth + 1).into());
         set("REDO_RUNID", self.run_id.to_string().into());
-        for (on, name) in [
-            (config.xtrace, "REDO_XTRACE"),
-            (config.verbose, "REDO_VERBOSE"),
-            (config.keep_going, "REDO_KEEP_GOING"),
-            (config.debug, "REDO_DEBUG"),
-        ] {
-            if on {
-                set(name, "1".into());
-            }
-        }
-        set(env::ENGINE, self.socket.clone().into_os_string());
         set(env::JOB, job.to_string().into());
-        if let Some(python) = &config.python {
-            set(env::PYTHON, python.clone());
-        }
         vars
     }
 
@@ -208,7 +224,7 @@ impl Scheduler<'_> {
     /// Handles the exit of a job's process. `background` lists the processes
     /// it started that still run; they may still hold its stdout.
     pub fn job_exited(&mut self, job: JobId, status: ExitStatus, background: &[Background]) {
-        let Some(running) = self.jobs.remove(&job) else {
+        let Some(mut running) = self.jobs.remove(&job) else {
             return;
         };
         if running.holds_token {
@@ -228,14 +244,19 @@ impl Scheduler<'_> {
         }
         if !status.success() {
             running.files.discard();
+            running.files.release(&mut self.captures, shared_stdout);
             self.mark_failed(id);
             let failure = Failure::Script { status, dofile: running.dofile, failed_deps: running.failed_deps };
             return self.fail(id, failure);
         }
-        let produced = match running.files.install(&running.stdout, shared_stdout) {
+        let installed = running.files.install(shared_stdout);
+        if installed.is_err() {
+            running.files.discard();
+        }
+        running.files.release(&mut self.captures, shared_stdout);
+        let produced = match installed {
             Ok(produced) => produced,
             Err(err) => {
-                running.files.discard();
                 self.mark_failed(id);
                 return self.fail(id, Failure::Output { dofile: running.dofile, err });
             }
@@ -259,10 +280,16 @@ impl Scheduler<'_> {
     /// Stores the new state of a built target and its dependencies.
     fn record_build(&mut self, id: NodeId, job: &Job, produced: Produced) -> std::io::Result<()> {
         let abs = self.graph[id].abs.clone();
-        let stamp = Stamp::read(&abs)?;
-        let hash = content_hash(&abs, &stamp)?;
+        let stamp = Stamp::read_target(&abs)?;
+        let hash = target_hash(&abs, &stamp)?;
         let old = self.graph[id].record.clone().unwrap_or_default();
-        let identity = if produced == Produced::Nothing { job.stamp } else { job.stamp.or(hash) };
+        // A symlink's hash covers only its text, but the scripts that depend
+        // on it read the file behind it: every rebuild of it is a change.
+        let identity = match produced {
+            Produced::Nothing => job.stamp,
+            _ if stamp.kind == FileKind::Symlink => job.stamp,
+            _ => job.stamp.or(hash),
+        };
         let old_identity = if old.built_run > 0 { old.stamp_hash.or(old.hash) } else { None };
         let changed = identity.is_none() || identity != old_identity;
 
@@ -322,8 +349,9 @@ impl Scheduler<'_> {
     pub fn abandon_jobs(&mut self) {
         let jobs: Vec<JobId> = self.jobs.keys().copied().collect();
         for job in jobs {
-            if let Some(running) = self.jobs.remove(&job) {
+            if let Some(mut running) = self.jobs.remove(&job) {
                 running.files.discard();
+                running.files.release(&mut self.captures, true);
                 let record = self.record_mut(running.node);
                 record.set(flags::BUILDING, false);
                 record.set(flags::FAILED, true);

@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 
 use crate::paths;
-use crate::stamp::{FileKind, Stamp, content_hash, now_ns};
+use crate::stamp::{FileKind, Stamp, content_hash, now_ns, target_hash};
 use crate::store::{DepKind, flags};
 
 use super::{EventKind, Failure, NodeId, Outcome, Scheduler, State, Waiter};
@@ -24,7 +24,9 @@ impl Scheduler<'_> {
     pub(super) fn visit(&mut self, id: NodeId, force: bool) {
         self.load(id);
         let abs = self.graph[id].abs.clone();
-        let stamp = match Stamp::read(&abs) {
+        let is_target = self.graph[id].record.as_ref().is_some_and(|record| record.is_target);
+        let read = if is_target { Stamp::read_target(&abs) } else { Stamp::read(&abs) };
+        let stamp = match read {
             Ok(stamp) => stamp,
             Err(err) => {
                 return self.fail(id, Failure::Io { path: self.display(id), err });
@@ -47,7 +49,7 @@ impl Scheduler<'_> {
         if record.has(flags::MODIFIED) {
             if stamp.exists() {
                 self.warn_modified(id);
-                return self.settle_source(id, stamp);
+                return self.settle_as_source(id);
             }
             self.record_mut(id).set(flags::MODIFIED, false);
             return self.dirty(id, "it was changed by hand and then deleted");
@@ -57,7 +59,7 @@ impl Scheduler<'_> {
             record.set(flags::MODIFIED, true);
             record.generation += 1;
             self.warn_modified(id);
-            return self.settle_source(id, stamp);
+            return self.settle_as_source(id);
         }
         let reason = if force {
             "redo was asked to build it"
@@ -154,6 +156,15 @@ impl Scheduler<'_> {
         self.graph[dep_id].waiters.push(Waiter::Check(id));
     }
 
+    /// Settles a target that is now treated as a source, reading its stamp
+    /// the way sources are read.
+    fn settle_as_source(&mut self, id: NodeId) {
+        match Stamp::read(&self.graph[id].abs) {
+            Ok(stamp) => self.settle_source(id, stamp),
+            Err(err) => self.fail(id, Failure::Io { path: self.display(id), err }),
+        }
+    }
+
     /// Settles an existing file as a source: refreshes its stamp, and gives it
     /// a new generation when its content changed.
     pub(super) fn settle_source(&mut self, id: NodeId, stamp: Stamp) {
@@ -212,7 +223,7 @@ impl Scheduler<'_> {
             return false;
         }
         let expected = record.hash;
-        match content_hash(&self.graph[id].abs, stamp) {
+        match target_hash(&self.graph[id].abs, stamp) {
             Ok(hash) if hash == expected => {
                 let record = self.record_mut(id);
                 record.stamp = *stamp;

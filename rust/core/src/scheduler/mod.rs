@@ -23,7 +23,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::engine::Config;
-use crate::output::{JobFiles, OutputError};
+use crate::output::{CapturePool, JobFiles, OutputError};
 use crate::paths;
 use crate::protocol::Reply;
 use crate::report::{Event, EventKind, Reporter};
@@ -103,8 +103,6 @@ pub(crate) struct Job {
     node: NodeId,
     /// `$3` and the stdout capture.
     files: JobFiles,
-    /// The stdout capture, kept open to measure what the script wrote.
-    stdout: File,
     /// The `.do` file, for messages.
     dofile: PathBuf,
     /// Dependencies recorded so far, in order.
@@ -126,8 +124,8 @@ pub(crate) struct Scheduler<'a> {
     config: &'a Config,
     resolver: &'a dyn Resolver,
     reporter: &'a dyn Reporter,
-    /// The engine's socket, passed to jobs.
-    socket: PathBuf,
+    /// The part of the jobs' environment that is the same for every job.
+    base_env: Vec<(OsString, OsString)>,
     /// The state database; `None` until the run first writes, so that a run
     /// that builds nothing leaves no `.redo/` behind.
     store: Option<Store>,
@@ -152,6 +150,8 @@ pub(crate) struct Scheduler<'a> {
     failed: Vec<NodeId>,
     /// Nodes whose record changed since the last write.
     unsaved: Vec<NodeId>,
+    /// Stdout capture files, reused between jobs.
+    captures: CapturePool,
     actions: VecDeque<Action>,
     /// A database error that ends the run.
     fatal: Option<StoreError>,
@@ -170,7 +170,7 @@ impl<'a> Scheduler<'a> {
             config,
             resolver,
             reporter,
-            socket,
+            base_env: build::base_env(config, &socket),
             store,
             run_id: 0,
             graph: Graph::default(),
@@ -185,6 +185,7 @@ impl<'a> Scheduler<'a> {
             stopping: false,
             failed: Vec::new(),
             unsaved: Vec::new(),
+            captures: CapturePool::new(config.top.join(crate::constants::STATE_DIR).join("tmp")),
             actions: VecDeque::new(),
             fatal: None,
         }
