@@ -19,9 +19,12 @@ __all__ = ["run_command"]
 
 def run_command(name: str, args: Sequence[str]) -> NoReturn:
     """Run the redors command ``name`` with ``args``."""
-    if os.environ.get(_native.ENV["ENGINE"]) and os.environ.get(_native.ENV["JOB"]):
+    engine = os.environ.get(_native.ENV["ENGINE"])
+    if engine and os.environ.get(_native.ENV["JOB"]):
         from redors.api import inner_commands_dir
 
+        # The native command talks to the build; when that build is over, it
+        # starts a new one through this front, without these variables.
         program = os.path.join(inner_commands_dir(), name)
         os.execv(program, [program, *args])
     from redors import cli

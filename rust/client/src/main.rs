@@ -59,6 +59,7 @@ fn run(name: &str, args: Vec<OsString>) -> i32 {
             return exit::FAILED;
         }
     };
+    let original_args = args.clone();
     let request = match build_request(name, args, job, cwd) {
         Ok(request) => request,
         Err(status) => return status,
@@ -69,12 +70,14 @@ fn run(name: &str, args: Vec<OsString>) -> i32 {
             let _ = std::io::stderr().write_all(&reply.stderr);
             reply.status
         }
+        // The build that set these variables is over (a process it started
+        // outlived it): this call starts a build of its own.
+        Err(err) if matches!(err.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
+            eprintln!("{name}: warning: the build that started this process has ended; starting a new one");
+            hand_to_python(name, original_args)
+        }
         Err(err) => {
-            eprintln!(
-                "{name}: error: cannot reach the build engine at '{}': {err}; \
-                 this command only works while redo runs the calling .do script",
-                Path::new(&engine).display()
-            );
+            eprintln!("{name}: error: cannot reach the build engine at '{}': {err}", Path::new(&engine).display());
             exit::FAILED
         }
     }

@@ -570,12 +570,16 @@ impl Engine<'_> {
         RunOutcome::Interrupted(signal as i32)
     }
 
-    /// Sends `signal` to every job's process group, waits for the scripts to
-    /// exit (killing them after a grace period, or at once on a second
-    /// signal), then removes their temporary files.
+    /// Sends `signal` to every job's process group and waits for the
+    /// scripts to exit, killing them after a grace period or at once on a
+    /// second signal. Then stops what is left in their groups: shells start
+    /// background commands with SIGINT ignored, so those get SIGTERM, and
+    /// SIGKILL if they outlive the grace period too. Finally removes the
+    /// jobs' temporary files.
     fn stop_jobs(&mut self, signal: Signal) {
-        for proc in self.procs.values() {
-            spawn::signal_group(proc.child.pid, signal);
+        let groups: Vec<Pid> = self.procs.values().map(|proc| proc.child.pid).collect();
+        for &group in &groups {
+            spawn::signal_group(group, signal);
         }
         let deadline = Instant::now() + STOP_GRACE;
         let mut killed = false;
@@ -593,6 +597,35 @@ impl Engine<'_> {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+        self.stop_leftovers(&groups, killed);
         self.scheduler.abandon_jobs();
+    }
+
+    /// Stops the processes still in the given groups after their scripts
+    /// exited: SIGTERM first (SIGKILL at once when `kill` is set), then
+    /// SIGKILL after the grace period.
+    fn stop_leftovers(&mut self, groups: &[Pid], kill: bool) {
+        let first = if kill { Signal::SIGKILL } else { Signal::SIGTERM };
+        let mut remaining: Vec<Pid> =
+            groups.iter().copied().filter(|&group| !spawn::group_members(group).is_empty()).collect();
+        for &group in &remaining {
+            spawn::signal_group(group, first);
+        }
+        let deadline = Instant::now() + STOP_GRACE;
+        // A process stuck in the kernel may survive even SIGKILL for a while;
+        // redo stops waiting for it one more grace period later.
+        let give_up = deadline + STOP_GRACE;
+        let mut killed = kill;
+        while !remaining.is_empty() && Instant::now() < give_up {
+            std::thread::sleep(Duration::from_millis(10));
+            remaining.retain(|&group| !spawn::group_members(group).is_empty());
+            let second_signal = !self.signals.take().iter().all(|&signal| signal == Signal::SIGCHLD);
+            if !killed && (second_signal || Instant::now() >= deadline) {
+                for &group in &remaining {
+                    spawn::signal_group(group, Signal::SIGKILL);
+                }
+                killed = true;
+            }
+        }
     }
 }

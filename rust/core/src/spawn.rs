@@ -6,18 +6,20 @@
 //! pidfd of that process, never a pipe that a background process could keep
 //! open. Without pidfds (Linux before 5.3), SIGCHLD tells when to reap.
 //!
-//! The standard library opens every descriptor close-on-exec and resets the
-//! signal mask and SIGPIPE in the child, so a job gets exactly stdin
-//! (`/dev/null`), the stdout capture and the inherited stderr.
+//! Jobs start through `posix_spawn` (glibc runs it with `CLONE_VFORK`, so the
+//! engine's memory map is not copied) with everything set explicitly: stdin
+//! is `/dev/null`, stdout the capture file, stderr inherited; the signal mask
+//! is empty, although the engine blocks the signals it reads from its
+//! signalfd; and SIGPIPE, SIGXFSZ and SIGCHLD have their default action,
+//! although Python ignores the first two. Every descriptor that redors opens
+//! is close-on-exec, so a job gets no other.
 
-use std::ffi::OsStr;
+use std::ffi::{CString, OsStr};
 use std::io;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
@@ -46,27 +48,116 @@ pub(crate) fn find_program(name: &OsStr, path: &OsStr) -> Option<PathBuf> {
     })
 }
 
+fn c_string(bytes: &[u8]) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "argument contains a NUL byte"))
+}
+
+fn check(code: libc::c_int) -> io::Result<()> {
+    if code == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(code)) }
+}
+
+/// A `posix_spawn_file_actions_t`, destroyed on drop.
+struct FileActions(libc::posix_spawn_file_actions_t);
+
+impl FileActions {
+    fn new() -> io::Result<FileActions> {
+        // SAFETY: an all-zero value is a valid place for init to fill in.
+        let mut actions = FileActions(unsafe { std::mem::zeroed() });
+        // SAFETY: init writes to the object it is given and nothing else.
+        check(unsafe { libc::posix_spawn_file_actions_init(&mut actions.0) })?;
+        Ok(actions)
+    }
+}
+
+impl Drop for FileActions {
+    fn drop(&mut self) {
+        // SAFETY: the object was initialized in new() and is destroyed once.
+        unsafe { libc::posix_spawn_file_actions_destroy(&mut self.0) };
+    }
+}
+
+/// A `posix_spawnattr_t`, destroyed on drop.
+struct SpawnAttributes(libc::posix_spawnattr_t);
+
+impl SpawnAttributes {
+    fn new() -> io::Result<SpawnAttributes> {
+        // SAFETY: an all-zero value is a valid place for init to fill in.
+        let mut attributes = SpawnAttributes(unsafe { std::mem::zeroed() });
+        // SAFETY: init writes to the object it is given and nothing else.
+        check(unsafe { libc::posix_spawnattr_init(&mut attributes.0) })?;
+        Ok(attributes)
+    }
+}
+
+impl Drop for SpawnAttributes {
+    fn drop(&mut self) {
+        // SAFETY: the object was initialized in new() and is destroyed once.
+        unsafe { libc::posix_spawnattr_destroy(&mut self.0) };
+    }
+}
+
+/// Builds a signal set; `sigset_t` is plain data that sigemptyset initializes.
+fn signal_set(signals: &[libc::c_int]) -> libc::sigset_t {
+    // SAFETY: sigemptyset initializes the set, sigaddset only sets bits in it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &signal in signals {
+            libc::sigaddset(&mut set, signal);
+        }
+        set
+    }
+}
+
 /// Starts a job's process in a new process group. `program` is the path of
-/// `argv[0]`: given a path, the standard library starts the process with
-/// `posix_spawn`, which does not copy the engine's memory map as `fork`
-/// does (it falls back to `fork` for a PATH search in a changed environment).
+/// `argv[0]`, already looked up on the job's PATH.
 pub(crate) fn spawn(spec: JobSpec, program: &Path, use_pidfd: bool) -> io::Result<Child> {
     let JobSpec { argv, cwd, env, stdout } = spec;
-    let (arg0, args) =
-        argv.split_first().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command line"))?;
-    let mut command = Command::new(program);
-    command.arg0(arg0);
-    command
-        .args(args)
-        .current_dir(&cwd)
-        .env_clear()
-        .envs(env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(stdout))
-        .stderr(Stdio::inherit())
-        .process_group(0);
-    let child = command.spawn()?;
-    let pid = Pid::from_raw(child.id() as i32);
+    if argv.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command line"));
+    }
+    let program = c_string(program.as_os_str().as_bytes())?;
+    let argv: Vec<CString> = argv.iter().map(|arg| c_string(arg.as_bytes())).collect::<io::Result<_>>()?;
+    let envp: Vec<CString> = env
+        .iter()
+        .map(|(name, value)| c_string(&[name.as_bytes(), b"=", value.as_bytes()].concat()))
+        .collect::<io::Result<_>>()?;
+    let cwd = c_string(cwd.as_os_str().as_bytes())?;
+    let mut argv_pointers: Vec<*mut libc::c_char> = argv.iter().map(|arg| arg.as_ptr().cast_mut()).collect();
+    argv_pointers.push(std::ptr::null_mut());
+    let mut envp_pointers: Vec<*mut libc::c_char> = envp.iter().map(|var| var.as_ptr().cast_mut()).collect();
+    envp_pointers.push(std::ptr::null_mut());
+
+    let mut actions = FileActions::new()?;
+    let mut attributes = SpawnAttributes::new()?;
+    let empty = signal_set(&[]);
+    let defaults = signal_set(&[libc::SIGPIPE, libc::SIGXFSZ, libc::SIGCHLD]);
+    let flags = libc::POSIX_SPAWN_SETPGROUP | libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
+    // SAFETY: every pointer passed lives until posix_spawn returns: the
+    // strings and pointer arrays above, and the action and attribute objects,
+    // which were initialized by their constructors.
+    let pid = unsafe {
+        // stdout first: if stdin were closed in the engine, the capture could
+        // sit on descriptor 0, and opening /dev/null there would replace it.
+        check(libc::posix_spawn_file_actions_adddup2(&mut actions.0, stdout.as_raw_fd(), 1))?;
+        check(libc::posix_spawn_file_actions_addopen(&mut actions.0, 0, c"/dev/null".as_ptr(), libc::O_RDONLY, 0))?;
+        check(libc::posix_spawn_file_actions_addchdir_np(&mut actions.0, cwd.as_ptr()))?;
+        check(libc::posix_spawnattr_setflags(&mut attributes.0, flags as libc::c_short))?;
+        check(libc::posix_spawnattr_setpgroup(&mut attributes.0, 0))?;
+        check(libc::posix_spawnattr_setsigmask(&mut attributes.0, &empty))?;
+        check(libc::posix_spawnattr_setsigdefault(&mut attributes.0, &defaults))?;
+        let mut pid: libc::pid_t = 0;
+        check(libc::posix_spawn(
+            &mut pid,
+            program.as_ptr(),
+            &actions.0,
+            &attributes.0,
+            argv_pointers.as_ptr(),
+            envp_pointers.as_ptr(),
+        ))?;
+        Pid::from_raw(pid)
+    };
+    drop(stdout);
     let pidfd = if use_pidfd { pidfd_open(pid).ok() } else { None };
     Ok(Child { pid, pidfd })
 }
@@ -254,14 +345,35 @@ mod tests {
 
     #[test]
     fn job_runs_in_own_group_with_clear_signal_mask() {
+        // Block signals in this thread as the engine does, and ignore SIGPIPE
+        // as Python does: the job must see neither. grep is the job's own
+        // program, so it reports the mask the job started with.
+        let blocked = signal_set(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGCHLD]);
+        let mut previous = signal_set(&[]);
+        // SAFETY: the sets are initialized; only this test thread's mask changes.
+        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &blocked, &mut previous) };
         let (file, out) = capture();
-        let script = "ps -o pgid= -p $$; grep -E '^(SigBlk|SigIgn)' /proc/self/status";
-        let child = start(spec(script, out), true).expect("spawn");
+        let grep = find_program(OsStr::new("grep"), OsStr::new("/usr/bin:/bin")).expect("grep");
+        let mut job = spec("", out);
+        job.argv = vec!["grep".into(), "-E".into(), "^(SigBlk|SigIgn|NSpgid)".into(), "/proc/self/status".into()];
+        let child = spawn(job, &grep, true).expect("spawn");
+        // SAFETY: restores the mask saved above.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut()) };
         assert_eq!(wait(&child), ExitStatus::Code(0));
         let text = std::fs::read_to_string(file.path()).expect("read");
-        let pgid: i32 = text.lines().next().expect("pgid line").trim().parse().expect("number");
-        assert_eq!(pgid, child.pid.as_raw());
-        assert!(text.contains("SigBlk:\t0000000000000000"), "{text}");
+        let field =
+            |name: &str| text.lines().find_map(|line| line.strip_prefix(name)).map(str::trim).expect(name).to_string();
+        assert_eq!(field("NSpgid:"), child.pid.as_raw().to_string(), "{text}");
+        assert_eq!(field("SigBlk:"), "0000000000000000", "{text}");
+        let ignored = u64::from_str_radix(&field("SigIgn:"), 16).expect("hex");
+        assert_eq!(ignored & (1 << (libc::SIGPIPE - 1)), 0, "SIGPIPE is ignored: {text}");
+    }
+
+    #[test]
+    fn missing_program_is_an_error() {
+        let (_keep, out) = capture();
+        let err = spawn(spec("true", out), Path::new("/nonexistent/sh"), true).expect_err("must fail");
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
     }
 
     #[test]

@@ -310,9 +310,16 @@ impl<'a> Scheduler<'a> {
         }
     }
 
-    /// Formats a chain of nodes as `a -> b -> a`.
-    fn chain(&self, chain: &[NodeId]) -> String {
-        let names: Vec<String> = chain.iter().map(|&id| self.display(id).display().to_string()).collect();
+    /// Formats a cycle, whose first and last nodes are the same, as
+    /// `a -> b -> a`, starting at the node that the run asked for first.
+    fn chain(&self, cycle: &[NodeId]) -> String {
+        let ring = &cycle[..cycle.len().saturating_sub(1)];
+        let first = (0..ring.len()).min_by_key(|&index| self.graph[ring[index]].priority.clone()).unwrap_or(0);
+        let mut names: Vec<String> =
+            ring[first..].iter().chain(&ring[..first]).map(|&id| self.display(id).display().to_string()).collect();
+        if let Some(start) = names.first().cloned() {
+            names.push(start);
+        }
         names.join(" -> ")
     }
 

@@ -293,8 +293,21 @@ fn two_target_cycle_is_named_and_fails() {
     let (trace, events) = harness.build(&["a"], true, 1, false);
     assert!(!trace.success);
     let errors = errors(&events);
-    assert!(errors.iter().any(|message| message == "dependency cycle: b -> a -> b"), "{errors:?}");
+    assert!(errors.iter().any(|message| message == "dependency cycle: a -> b -> a"), "{errors:?}");
     assert_eq!(harness.read("a"), "<missing>");
+}
+
+#[test]
+fn three_target_cycle_starts_at_requested_target() {
+    let mut harness = Harness::new();
+    harness
+        .script("a", &[Step::IfChange(&["b"]), Step::Write("a")])
+        .script("b", &[Step::IfChange(&["c"]), Step::Write("b")])
+        .script("c", &[Step::IfChange(&["a"]), Step::Write("c")]);
+    let (trace, events) = harness.build(&["a"], true, 1, false);
+    assert!(!trace.success);
+    let errors = errors(&events);
+    assert!(errors.iter().any(|message| message == "dependency cycle: a -> b -> c -> a"), "{errors:?}");
 }
 
 #[test]
