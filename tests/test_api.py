@@ -32,15 +32,21 @@ def python_json(tree: Tree, code: str, **kwargs: Any) -> Any:
 
 def write_logged_all(tree: Tree) -> None:
     """Write all, which needs a. Both scripts log their name when they run."""
-    tree.write("all.do", """
+    tree.write(
+        "all.do",
+        """
         echo all >> "$RUNLOG"
         redo-ifchange a
         cat a > $3
-    """)
-    tree.write("a.do", """
+    """,
+    )
+    tree.write(
+        "a.do",
+        """
         echo a >> "$RUNLOG"
         echo from-a > $3
-    """)
+    """,
+    )
 
 
 # redors.build
@@ -49,12 +55,15 @@ def write_logged_all(tree: Tree) -> None:
 def test_build_returns_ok_result(tree: Tree) -> None:
     write_logged_all(tree)
 
-    result = python_json(tree, f"""
+    result = python_json(
+        tree,
+        f"""
 import json, redors
 result = redors.build(["all"], cwd={str(tree.root)!r})
 print(json.dumps({{"status": result.status, "failed": result.failed, "ok": result.ok,
                   "type": type(result).__name__}}))
-""")
+""",
+    )
 
     assert result == {"status": 0, "failed": [], "ok": True, "type": "BuildResult"}
     assert tree.read("all") == "from-a\n"
@@ -64,22 +73,28 @@ print(json.dumps({{"status": result.status, "failed": result.failed, "ok": resul
 def test_build_lists_failed_targets(tree: Tree) -> None:
     tree.write("sub/bad.do", "exit 4\n")
 
-    result = python_json(tree, f"""
+    result = python_json(
+        tree,
+        f"""
 import json, redors
 result = redors.build(["sub/bad"], cwd={str(tree.root)!r})
 print(json.dumps({{"status": result.status, "failed": result.failed, "ok": result.ok}}))
-""")
+""",
+    )
 
     assert result == {"status": 1, "failed": ["sub/bad"], "ok": False}
     assert not tree.exists("sub/bad")
 
 
 def test_build_missing_target_fails(tree: Tree) -> None:
-    result = python_json(tree, f"""
+    result = python_json(
+        tree,
+        f"""
 import json, redors
 result = redors.build(["nosuch"], cwd={str(tree.root)!r})
 print(json.dumps({{"status": result.status, "ok": result.ok}}))
-""")
+""",
+    )
 
     assert result == {"status": 1, "ok": False}
     assert not tree.exists("nosuch")
@@ -105,10 +120,13 @@ print(json.dumps([first.status, second.status, third.status]))
 def test_build_default_cwd_is_current_directory(tree: Tree) -> None:
     write_logged_all(tree)
 
-    result = python_json(tree, """
+    result = python_json(
+        tree,
+        """
 import json, redors
 print(json.dumps(redors.build(["all"]).status))
-""")
+""",
+    )
 
     assert result == 0
     assert tree.read("all") == "from-a\n"
@@ -122,14 +140,17 @@ def test_whichdo_finds_default_do(tree: Tree) -> None:
     tree.path("s/t").mkdir(parents=True)
     root = str(tree.root)
 
-    match = python_json(tree, f"""
+    match = python_json(
+        tree,
+        f"""
 import json, redors
 match = redors.whichdo("s/t/x.o", {root!r})
 found = match.found
 print(json.dumps({{"type": type(match).__name__, "found_type": type(found).__name__,
                   "dofile": found.dofile, "arg1": found.arg1, "arg2": found.arg2,
                   "missing": match.missing}}))
-""")
+""",
+    )
 
     assert match["type"] == "DoMatch"
     assert match["found_type"] == "Candidate"
@@ -148,11 +169,14 @@ print(json.dumps({{"type": type(match).__name__, "found_type": type(found).__nam
 def test_whichdo_without_do_file(tree: Tree) -> None:
     root = str(tree.root)
 
-    match = python_json(tree, f"""
+    match = python_json(
+        tree,
+        f"""
 import json, redors
 match = redors.whichdo("zz", {root!r})
 print(json.dumps({{"found": match.found, "missing": match.missing}}))
-""")
+""",
+    )
 
     assert match["found"] is None
     assert match["missing"][:2] == [f"{root}/zz.do", f"{root}/default.do"]
@@ -171,11 +195,14 @@ def test_listing_functions_return_absolute_paths(tree: Tree) -> None:
     tree.touch_later("src", "second\n")
     root = str(tree.root)
 
-    listings = python_json(tree, f"""
+    listings = python_json(
+        tree,
+        f"""
 import json, redors
 print(json.dumps({{"targets": redors.targets({root!r}), "sources": redors.sources({root!r}),
                   "ood": redors.out_of_date({root!r})}}))
-""")
+""",
+    )
 
     assert sorted(listings["targets"]) == [f"{root}/a", f"{root}/all", f"{root}/b"]
     assert f"{root}/src" in listings["sources"]
@@ -189,7 +216,9 @@ def test_damaged_database_raises_state_error(tree: Tree) -> None:
     tree.path(".redo/redors.db").write_bytes(b"not a database\n" * 300)
     root = str(tree.root)
 
-    caught = python_json(tree, f"""
+    caught = python_json(
+        tree,
+        f"""
 import json, redors
 caught = {{}}
 for name, call in [("build", lambda: redors.build(["x"], cwd={root!r})),
@@ -200,7 +229,8 @@ for name, call in [("build", lambda: redors.build(["x"], cwd={root!r})),
     except redors.RedoError as error:
         caught[name] = [type(error).__name__, isinstance(error, redors.StateError), str(error)]
 print(json.dumps(caught))
-""")
+""",
+    )
 
     for name in ("build", "targets"):
         assert caught[name] is not None, name
@@ -210,11 +240,14 @@ print(json.dumps(caught))
 
 
 def test_state_error_derives_from_redo_error(tree: Tree) -> None:
-    result = python_json(tree, """
+    result = python_json(
+        tree,
+        """
 import json, redors
 print(json.dumps([issubclass(redors.StateError, redors.RedoError),
                   issubclass(redors.RedoError, Exception)]))
-""")
+""",
+    )
 
     assert result == [True, True]
 
@@ -263,19 +296,27 @@ def test_python_module_usage_error(tree: Tree, args: list) -> None:
 # Console scripts called by absolute path inside a .do.
 
 
-@pytest.mark.parametrize("caller", [
-    pytest.param(f"{BIN_DIR}/redo-ifchange src", id="console-script"),
-    pytest.param(f"{PYTHON} -m redors redo-ifchange src", id="python-module"),
-    pytest.param(f"{PYTHON} -c 'import sys, redors; sys.exit(redors.build([\"src\"], force=False).status)'",
-                 id="build-function"),
-])
+@pytest.mark.parametrize(
+    "caller",
+    [
+        pytest.param(f"{BIN_DIR}/redo-ifchange src", id="console-script"),
+        pytest.param(f"{PYTHON} -m redors redo-ifchange src", id="python-module"),
+        pytest.param(
+            f"{PYTHON} -c 'import sys, redors; sys.exit(redors.build([\"src\"], force=False).status)'",
+            id="build-function",
+        ),
+    ],
+)
 def test_python_caller_records_dependency(tree: Tree, caller: str) -> None:
     tree.write("src", "first\n")
-    tree.write("copy.do", f"""
+    tree.write(
+        "copy.do",
+        f"""
         echo copy >> "$RUNLOG"
         {caller}
         cat src > $3
-    """)
+    """,
+    )
 
     tree.redo("copy")
     assert tree.read("copy") == "first\n"
@@ -292,11 +333,14 @@ def test_python_caller_records_dependency(tree: Tree, caller: str) -> None:
 
 
 def test_console_script_builds_inside_do(tree: Tree) -> None:
-    tree.write("dep.do", "echo dep >> \"$RUNLOG\"\necho built-dep > $3\n")
-    tree.write("user.do", f"""
+    tree.write("dep.do", 'echo dep >> "$RUNLOG"\necho built-dep > $3\n')
+    tree.write(
+        "user.do",
+        f"""
         {BIN_DIR}/redo-ifchange dep
         cat dep > $3
-    """)
+    """,
+    )
 
     result = tree.redo("user")
 

@@ -15,31 +15,43 @@ def write_two_branches(tree: Tree) -> None:
     """Write ``all`` depending on ``a.out`` (from ``a.in``) and ``b.out`` (from ``b.in``)."""
     tree.write("a.in", "a one\n")
     tree.write("b.in", "b one\n")
-    tree.write("default.out.do", """
+    tree.write(
+        "default.out.do",
+        """
         redo-ifchange "$2.in"
         cat "$2.in"
         echo "$1" >> "$RUNLOG"
-    """)
-    tree.write("all.do", """
+    """,
+    )
+    tree.write(
+        "all.do",
+        """
         redo-ifchange a.out b.out
         cat a.out b.out
         echo "$1" >> "$RUNLOG"
-    """)
+    """,
+    )
 
 
 def write_first_line_chain(tree: Tree) -> None:
     """Write ``top`` built from ``mid``, which contains only the first line of ``src``."""
     tree.write("src", "first\nsecond\n")
-    tree.write("mid.do", """
+    tree.write(
+        "mid.do",
+        """
         redo-ifchange src
         head -n 1 src
         echo "$1" >> "$RUNLOG"
-    """)
-    tree.write("top.do", """
+    """,
+    )
+    tree.write(
+        "top.do",
+        """
         redo-ifchange mid
         cat mid
         echo "$1" >> "$RUNLOG"
-    """)
+    """,
+    )
 
 
 def test_first_build_runs_every_script(tree: Tree) -> None:
@@ -133,11 +145,14 @@ def test_identical_output_stops_propagation(tree: Tree) -> None:
 
 def test_unicode_source_change_rebuilds(tree: Tree) -> None:
     tree.write("dïr  two/sourcé  file.in", "one\n")
-    tree.write("dïr  two/default.out.do", """
+    tree.write(
+        "dïr  two/default.out.do",
+        """
         redo-ifchange "$2.in"
         cat "$2.in"
         echo "$1" >> "$RUNLOG"
-    """)
+    """,
+    )
     tree.ifchange("dïr  two/sourcé  file.out")
     tree.clear_runs()
 
@@ -156,19 +171,28 @@ def test_unicode_source_change_rebuilds(tree: Tree) -> None:
 def test_chain_rebuilds_every_level(tree: Tree) -> None:
     tree.write("d", "one\n")
     for name, source in [("c", "d"), ("b", "c"), ("a", "b")]:
-        tree.write(f"{name}.do", f"""
+        tree.write(
+            f"{name}.do",
+            f"""
             redo-ifchange {source}
             echo "{name}:$(cat {source})"
             echo "$1" >> "$RUNLOG"
-        """)
-    tree.write("side.do", """
+        """,
+        )
+    tree.write(
+        "side.do",
+        """
         echo side
         echo "$1" >> "$RUNLOG"
-    """)
-    tree.write("all.do", """
+    """,
+    )
+    tree.write(
+        "all.do",
+        """
         redo-ifchange a side
         echo "$1" >> "$RUNLOG"
-    """)
+    """,
+    )
     tree.ifchange("all")
     tree.clear_runs()
 
@@ -184,11 +208,14 @@ def test_do_file_change_rebuilds(tree: Tree) -> None:
     tree.ifchange("top")
     tree.clear_runs()
 
-    tree.touch_later("mid.do", """
+    tree.touch_later(
+        "mid.do",
+        """
         redo-ifchange src
         tail -n 1 src
         echo "$1" >> "$RUNLOG"
-    """)
+    """,
+    )
     tree.ifchange("top")
 
     assert tree.runs() == ["mid", "top"]
@@ -200,12 +227,15 @@ def test_do_comment_change_rebuilds_target_only(tree: Tree) -> None:
     tree.ifchange("top")
     tree.clear_runs()
 
-    tree.touch_later("mid.do", """
+    tree.touch_later(
+        "mid.do",
+        """
         # Only this comment is new.
         redo-ifchange src
         head -n 1 src
         echo "$1" >> "$RUNLOG"
-    """)
+    """,
+    )
     tree.ifchange("top")
 
     assert tree.runs() == ["mid"]
@@ -223,22 +253,31 @@ def test_touching_do_file_rebuilds_nothing(tree: Tree) -> None:
 
 
 def test_new_specific_do_rebuilds(tree: Tree) -> None:
-    tree.write("default.do", """
+    tree.write(
+        "default.do",
+        """
         echo generic
         echo "default.do $1" >> "$RUNLOG"
-    """)
-    tree.write("all.do", """
+    """,
+    )
+    tree.write(
+        "all.do",
+        """
         redo-ifchange x
         cat x
         echo "all.do $1" >> "$RUNLOG"
-    """)
+    """,
+    )
     tree.ifchange("all")
     tree.clear_runs()
 
-    tree.write("x.do", """
+    tree.write(
+        "x.do",
+        """
         echo specific
         echo "x.do $1" >> "$RUNLOG"
-    """)
+    """,
+    )
     tree.ifchange("all")
 
     assert tree.runs() == ["x.do x", "all.do all"]
@@ -247,18 +286,24 @@ def test_new_specific_do_rebuilds(tree: Tree) -> None:
 
 
 def test_new_subdirectory_default_rebuilds(tree: Tree) -> None:
-    tree.write("default.do", """
+    tree.write(
+        "default.do",
+        """
         echo generic
         echo "default.do $1" >> "$RUNLOG"
-    """)
+    """,
+    )
     tree.path("sub").mkdir()
     tree.ifchange("sub/x")
     tree.clear_runs()
 
-    tree.write("sub/default.do", """
+    tree.write(
+        "sub/default.do",
+        """
         echo nearer
         echo "sub/default.do $1" >> "$RUNLOG"
-    """)
+    """,
+    )
     tree.ifchange("sub/x")
 
     assert tree.runs() == ["sub/default.do x"]
@@ -318,10 +363,13 @@ def test_deleted_do_turns_target_source(tree: Tree) -> None:
 
 @pytest.mark.parametrize("name", ["data.txt", "sub dir/dätä  file.txt"])
 def test_catch_all_never_overwrites_sources(tree: Tree, name: str) -> None:
-    tree.write("default.do", """
+    tree.write(
+        "default.do",
+        """
         echo generated
         echo "$1" >> "$RUNLOG"
-    """)
+    """,
+    )
     tree.write(name, "written by hand\n")
 
     forced = tree.run("redo", name)
@@ -341,11 +389,14 @@ def test_catch_all_never_overwrites_sources(tree: Tree, name: str) -> None:
 
 
 def test_catch_all_builds_around_sources(tree: Tree) -> None:
-    tree.write("default.do", """
+    tree.write(
+        "default.do",
+        """
         redo-ifchange data.txt
         tr a-z A-Z < data.txt
         echo "$1" >> "$RUNLOG"
-    """)
+    """,
+    )
     tree.write("data.txt", "written by hand\n")
 
     tree.ifchange("upper")
@@ -356,7 +407,9 @@ def test_catch_all_builds_around_sources(tree: Tree) -> None:
 
 
 def test_ifcreate_rebuilds_when_file_appears(tree: Tree) -> None:
-    tree.write("x.do", """
+    tree.write(
+        "x.do",
+        """
         if [ -e extra ]; then
             redo-ifchange extra
             cat extra
@@ -365,7 +418,8 @@ def test_ifcreate_rebuilds_when_file_appears(tree: Tree) -> None:
             echo none
         fi
         echo "$1" >> "$RUNLOG"
-    """)
+    """,
+    )
     tree.ifchange("x")
     tree.ifchange("x")
 
@@ -381,9 +435,12 @@ def test_ifcreate_rebuilds_when_file_appears(tree: Tree) -> None:
 
 def test_ifcreate_existing_file_fails(tree: Tree) -> None:
     tree.write("present", "here\n")
-    tree.write("x.do", """
+    tree.write(
+        "x.do",
+        """
         if redo-ifcreate present; then echo "exit 0"; else echo "exit $?"; fi
-    """)
+    """,
+    )
 
     result = tree.redo("x")
 
@@ -392,20 +449,29 @@ def test_ifcreate_existing_file_fails(tree: Tree) -> None:
 
 
 def test_always_builds_once_every_run(tree: Tree) -> None:
-    tree.write("clock.do", """
+    tree.write(
+        "clock.do",
+        """
         redo-always
         echo tick
         echo "$1" >> "$RUNLOG"
-    """)
-    tree.write("default.user.do", """
+    """,
+    )
+    tree.write(
+        "default.user.do",
+        """
         redo-ifchange clock
         cat clock
         echo "$1" >> "$RUNLOG"
-    """)
-    tree.write("all.do", """
+    """,
+    )
+    tree.write(
+        "all.do",
+        """
         redo-ifchange a.user b.user clock
         echo "$1" >> "$RUNLOG"
-    """)
+    """,
+    )
 
     tree.ifchange("all")
 
@@ -419,19 +485,25 @@ def test_always_builds_once_every_run(tree: Tree) -> None:
 
 
 def test_always_changing_output_propagates(tree: Tree) -> None:
-    tree.write("counter.do", """
+    tree.write(
+        "counter.do",
+        """
         redo-always
         count=$(cat count 2>/dev/null || echo 0)
         count=$((count + 1))
         echo "$count" > count
         echo "$count"
         echo "$1" >> "$RUNLOG"
-    """)
-    tree.write("report.do", """
+    """,
+    )
+    tree.write(
+        "report.do",
+        """
         redo-ifchange counter
         echo "count $(cat counter)"
         echo "$1" >> "$RUNLOG"
-    """)
+    """,
+    )
 
     tree.ifchange("report")
     tree.ifchange("report")
@@ -442,7 +514,9 @@ def test_always_changing_output_propagates(tree: Tree) -> None:
 
 def test_stamp_unchanged_stops_dependents(tree: Tree) -> None:
     tree.write("files/one", "")
-    tree.write("listing.do", """
+    tree.write(
+        "listing.do",
+        """
         redo-always
         ls files | redo-stamp
         count=$(cat generation 2>/dev/null || echo 0)
@@ -451,12 +525,16 @@ def test_stamp_unchanged_stops_dependents(tree: Tree) -> None:
         echo "generation $count"
         ls files
         echo "$1" >> "$RUNLOG"
-    """)
-    tree.write("report.do", """
+    """,
+    )
+    tree.write(
+        "report.do",
+        """
         redo-ifchange listing
         grep -v generation listing
         echo "$1" >> "$RUNLOG"
-    """)
+    """,
+    )
     tree.ifchange("report")
     tree.clear_runs()
 
@@ -474,21 +552,30 @@ def test_stamp_unchanged_stops_dependents(tree: Tree) -> None:
 
 
 def test_target_checked_once_per_run(tree: Tree) -> None:
-    tree.write("x.do", """
+    tree.write(
+        "x.do",
+        """
         echo built
         echo "$1" >> "$RUNLOG"
-    """)
-    tree.write("default.user.do", """
+    """,
+    )
+    tree.write(
+        "default.user.do",
+        """
         redo-ifchange x
         cat x
         echo "$1" >> "$RUNLOG"
-    """)
-    tree.write("all.do", """
+    """,
+    )
+    tree.write(
+        "all.do",
+        """
         redo-ifchange x
         redo-ifchange x
         redo-ifchange a.user b.user
         echo "$1" >> "$RUNLOG"
-    """)
+    """,
+    )
 
     tree.redo("all")
 
@@ -499,20 +586,26 @@ def test_target_checked_once_per_run(tree: Tree) -> None:
 def write_self_test(tree: Tree, flush: bool) -> None:
     """Write ``check``, which changes ``src`` between two ``redo-ifchange out`` calls."""
     tree.write("src", "old\n")
-    tree.write("out.do", """
+    tree.write(
+        "out.do",
+        """
         redo-ifchange src
         cat src
         echo "$1" >> "$RUNLOG"
-    """)
+    """,
+    )
     flush_line = "redo-flush-cache" if flush else ""
-    tree.write("check.do", f"""
+    tree.write(
+        "check.do",
+        f"""
         redo-ifchange out
         cat out
         echo "a much longer new text" > src
         {flush_line}
         redo-ifchange out
         cat out
-    """)
+    """,
+    )
 
 
 def test_flush_cache_checks_again(tree: Tree) -> None:
@@ -534,15 +627,21 @@ def test_without_flush_checked_once(tree: Tree) -> None:
 
 
 def test_redo_inside_do_forces_build(tree: Tree) -> None:
-    tree.write("x.do", """
+    tree.write(
+        "x.do",
+        """
         echo built
         echo "$1" >> "$RUNLOG"
-    """)
-    tree.write("top.do", """
+    """,
+    )
+    tree.write(
+        "top.do",
+        """
         redo x
         cat x
         echo "$1" >> "$RUNLOG"
-    """)
+    """,
+    )
     tree.ifchange("x")
     tree.clear_runs()
 
@@ -553,21 +652,30 @@ def test_redo_inside_do_forces_build(tree: Tree) -> None:
 
 def test_redo_inside_do_records_nothing(tree: Tree) -> None:
     tree.write("src", "one\n")
-    tree.write("x.do", """
+    tree.write(
+        "x.do",
+        """
         redo-ifchange src
         cat src
         echo "$1" >> "$RUNLOG"
-    """)
-    tree.write("forced.do", """
+    """,
+    )
+    tree.write(
+        "forced.do",
+        """
         redo x
         cat x
         echo "$1" >> "$RUNLOG"
-    """)
-    tree.write("declared.do", """
+    """,
+    )
+    tree.write(
+        "declared.do",
+        """
         redo-ifchange x
         cat x
         echo "$1" >> "$RUNLOG"
-    """)
+    """,
+    )
     tree.ifchange("forced", "declared")
     tree.clear_runs()
 

@@ -126,11 +126,14 @@ def test_script_runs_in_its_directory(tree: Tree) -> None:
 
 
 def test_path_after_cd_resolves_from_there(tree: Tree) -> None:
-    tree.write("all.do", """
+    tree.write(
+        "all.do",
+        """
         cd sub
         redo-ifchange leaf
         cat leaf
-    """)
+    """,
+    )
     tree.write("sub/leaf.do", "echo leaf in sub\n")
 
     tree.redo("all")
@@ -195,13 +198,16 @@ def test_whichdo_missing_lists_all_fails(tree: Tree) -> None:
 def test_whichdo_inside_do_script(tree: Tree) -> None:
     tree.path("sub/deeper").mkdir(parents=True)
     tree.write("sub/default.z.do", "echo unused\n")
-    tree.write("sub/probe.do", """
+    tree.write(
+        "sub/probe.do",
+        """
         redo-whichdo deeper/t.z
         echo "exit $?"
         set +e
         redo-whichdo deeper/t.q
         echo "exit $?"
-    """)
+    """,
+    )
 
     tree.redo("sub/probe")
 
@@ -212,12 +218,15 @@ def test_whichdo_inside_do_script(tree: Tree) -> None:
 
 
 def test_plain_script_stops_at_failure(tree: Tree) -> None:
-    tree.write("x.do", """
+    tree.write(
+        "x.do",
+        """
         echo before >> "$RUNLOG"
         false
         echo after >> "$RUNLOG"
         echo output
-    """)
+    """,
+    )
 
     result = tree.run("redo", "x")
 
@@ -228,11 +237,14 @@ def test_plain_script_stops_at_failure(tree: Tree) -> None:
 
 
 def test_shebang_sh_runs_without_e(tree: Tree) -> None:
-    tree.write("x.do", """
+    tree.write(
+        "x.do",
+        """
         #!/bin/sh
         false
         echo after
-    """)
+    """,
+    )
 
     tree.redo("x")
 
@@ -240,12 +252,15 @@ def test_shebang_sh_runs_without_e(tree: Tree) -> None:
 
 
 def test_shebang_arguments_are_passed(tree: Tree) -> None:
-    tree.write("x.do", """
+    tree.write(
+        "x.do",
+        """
         #!/bin/sh -e
         echo before >> "$RUNLOG"
         false
         echo after
-    """)
+    """,
+    )
 
     result = tree.run("redo", "x")
 
@@ -255,7 +270,9 @@ def test_shebang_arguments_are_passed(tree: Tree) -> None:
 
 
 def test_shebang_python_gets_arguments(tree: Tree) -> None:
-    tree.write("sub/default.py.do", """
+    tree.write(
+        "sub/default.py.do",
+        """
         #!/usr/bin/env python3
         import os
         import sys
@@ -263,7 +280,8 @@ def test_shebang_python_gets_arguments(tree: Tree) -> None:
         with open(sys.argv[3], "w") as out:
             out.write(os.path.basename(sys.argv[0]) + "\\n")
             out.write("\\n".join(sys.argv[1:]) + "\\n")
-    """)
+    """,
+    )
 
     tree.redo("sub/n.py")
 
@@ -294,10 +312,13 @@ def test_v_flag_echoes_script_lines(tree: Tree) -> None:
 
 
 def test_stdin_is_dev_null(tree: Tree) -> None:
-    tree.write("read.do", """
+    tree.write(
+        "read.do",
+        """
         cat
         echo end
-    """)
+    """,
+    )
     tree.write("link.do", "readlink /proc/self/fd/0\n")
 
     tree.redo("read", "link", stdin="text that the script must not see\n")
@@ -317,11 +338,14 @@ def test_build_lines_relative_to_start(tree: Tree) -> None:
 
 
 def test_spaces_and_unicode_in_names(tree: Tree) -> None:
-    tree.write("dir with space/ünï/default.txt.do", """
+    tree.write(
+        "dir with space/ünï/default.txt.do",
+        """
         redo-ifchange "$2  sourcé.in"
         printf "%s\\n" "$1" "$2" "$3"
         cat "$2  sourcé.in"
-    """)
+    """,
+    )
     tree.write("dir with space/ünï/nämé  two  sourcé.in", "from the source\n")
     tree.write("héllo wörld.do", 'redo-ifchange "dir with space/ünï/nämé  two.txt"\n')
 

@@ -70,10 +70,14 @@ def test_cycle_broken_then_builds(tree: Tree) -> None:
     assert tree.read("b") == "fixed\n"
 
 
-@pytest.mark.parametrize("request_line", [
-    "redo-ifchange all",
-    "redo-ifchange one all two",
-], ids=["alone", "among-others"])
+@pytest.mark.parametrize(
+    "request_line",
+    [
+        "redo-ifchange all",
+        "redo-ifchange one all two",
+    ],
+    ids=["alone", "among-others"],
+)
 def test_target_depending_on_itself_fails(tree: Tree, request_line: str) -> None:
     tree.write("all.do", f"{request_line}\necho all > $3\n")
     tree.write("one.do", "echo one > $3\n")
@@ -102,19 +106,21 @@ def test_missing_target_fails_at_shell(tree: Tree, command: str) -> None:
 
 
 def test_missing_dependency_fails_caller(tree: Tree) -> None:
-    tree.write("user.do", """
+    tree.write(
+        "user.do",
+        """
         redo-ifchange nosuch
         echo "user ran on" >> "$RUNLOG"
         echo built > $3
-    """)
+    """,
+    )
 
     result = tree.run("redo", "user", timeout=HANG_TIMEOUT)
 
     assert result.returncode == 1, str(result)
     assert f"redo: error: cannot build 'nosuch': {MISSING_MESSAGE}" in result.stderr, str(result)
     assert (
-        "redo: error: cannot build 'user': user.do failed with exit status 1 "
-        "after its dependency 'nosuch' failed"
+        "redo: error: cannot build 'user': user.do failed with exit status 1 after its dependency 'nosuch' failed"
     ) in result.stderr, str(result)
     assert tree.runs() == []
     assert not tree.exists("user")
@@ -144,8 +150,7 @@ def test_failed_dependency_named_in_message(tree: Tree) -> None:
     assert result.returncode == 1, str(result)
     assert "redo: error: cannot build 'mid': mid.do failed with exit status 5" in result.stderr, str(result)
     assert (
-        "redo: error: cannot build 'top': top.do failed with exit status 1 "
-        "after its dependency 'mid' failed"
+        "redo: error: cannot build 'top': top.do failed with exit status 1 after its dependency 'mid' failed"
     ) in result.stderr, str(result)
     assert not tree.exists("top")
     assert not tree.exists("mid")
@@ -158,9 +163,9 @@ def test_killed_script_names_signal(tree: Tree, signal_number: int) -> None:
     result = tree.run("redo", "killed")
 
     assert result.returncode == 1, str(result)
-    assert (
-        f"redo: error: cannot build 'killed': killed.do was killed by signal {signal_number}"
-    ) in result.stderr, str(result)
+    assert (f"redo: error: cannot build 'killed': killed.do was killed by signal {signal_number}") in result.stderr, (
+        str(result)
+    )
     assert not tree.exists("killed")
     assert_no_crash(result)
 
@@ -171,11 +176,11 @@ def test_killed_script_names_signal(tree: Tree, signal_number: int) -> None:
 def write_one_bad_two(tree: Tree) -> None:
     """Write targets one, two (fine), bad (fails), dep (needs bad) and all
     (needs all four, in that order), each logging its name when it runs."""
-    tree.write("all.do", "redo-ifchange one bad two dep\necho all >> \"$RUNLOG\"\necho all > $3\n")
-    tree.write("one.do", "echo one >> \"$RUNLOG\"\necho 1 > $3\n")
-    tree.write("bad.do", "echo bad >> \"$RUNLOG\"\nexit 3\n")
-    tree.write("two.do", "echo two >> \"$RUNLOG\"\necho 2 > $3\n")
-    tree.write("dep.do", "redo-ifchange bad\necho dep >> \"$RUNLOG\"\necho dep > $3\n")
+    tree.write("all.do", 'redo-ifchange one bad two dep\necho all >> "$RUNLOG"\necho all > $3\n')
+    tree.write("one.do", 'echo one >> "$RUNLOG"\necho 1 > $3\n')
+    tree.write("bad.do", 'echo bad >> "$RUNLOG"\nexit 3\n')
+    tree.write("two.do", 'echo two >> "$RUNLOG"\necho 2 > $3\n')
+    tree.write("dep.do", 'redo-ifchange bad\necho dep >> "$RUNLOG"\necho dep > $3\n')
 
 
 def test_first_failure_stops_build(tree: Tree) -> None:
@@ -216,7 +221,7 @@ def test_keep_going_builds_independent_targets(tree: Tree, option: str) -> None:
     summary = last_line(result.stderr)
     prefix = "redo: error: these targets failed: "
     assert summary.startswith(prefix), str(result)
-    assert sorted(summary[len(prefix):].split(", ")) == ["all", "bad", "dep"], str(result)
+    assert sorted(summary[len(prefix) :].split(", ")) == ["all", "bad", "dep"], str(result)
 
 
 def test_keep_going_lists_failed_arguments(tree: Tree) -> None:
@@ -234,11 +239,19 @@ def test_keep_going_lists_failed_arguments(tree: Tree) -> None:
 # Usage errors.
 
 
-@pytest.mark.parametrize("command", [
-    "redo", "redo-ifchange", "redo-whichdo", "redo-targets", "redo-sources", "redo-ood",
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "redo",
+        "redo-ifchange",
+        "redo-whichdo",
+        "redo-targets",
+        "redo-sources",
+        "redo-ood",
+    ],
+)
 def test_unknown_option_exits_two(tree: Tree, command: str) -> None:
-    tree.write("x.do", "echo x >> \"$RUNLOG\"\necho x > $3\n")
+    tree.write("x.do", 'echo x >> "$RUNLOG"\necho x > $3\n')
 
     result = tree.run(command, "-f", "x")
 
@@ -260,13 +273,16 @@ def test_inner_command_rejected_at_shell(tree: Tree, command: str) -> None:
 
 @pytest.mark.parametrize("command", ["redo-ifchange", "redo-ifcreate", "redo", "redo-whichdo"])
 def test_inner_command_rejects_option(tree: Tree, command: str) -> None:
-    tree.write("foo.do", "echo foo >> \"$RUNLOG\"\necho foo > $3\n")
-    tree.write("opt.do", f"""
+    tree.write("foo.do", 'echo foo >> "$RUNLOG"\necho foo > $3\n')
+    tree.write(
+        "opt.do",
+        f"""
         status=0
         {command} -x foo 2> inner.err || status=$?
         echo "inner $status" >> "$RUNLOG"
         echo done > $3
-    """)
+    """,
+    )
 
     tree.redo("opt")
 
@@ -277,7 +293,7 @@ def test_inner_command_rejects_option(tree: Tree, command: str) -> None:
 
 
 def test_double_dash_ends_inner_options(tree: Tree) -> None:
-    tree.write("-x.do", "echo dash-x >> \"$RUNLOG\"\necho from-dash-x > $3\n")
+    tree.write("-x.do", 'echo dash-x >> "$RUNLOG"\necho from-dash-x > $3\n')
     tree.write("user.do", "redo-ifchange -- -x\ncat ./-x > $3\n")
 
     tree.redo("user")

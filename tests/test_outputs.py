@@ -48,10 +48,13 @@ def test_dollar3_becomes_target(tree: Tree) -> None:
 
 
 def test_writing_both_is_error(tree: Tree) -> None:
-    tree.write("x.do", """
+    tree.write(
+        "x.do",
+        """
         echo to stdout
         echo to dollar3 > "$3"
-    """)
+    """,
+    )
     before = listing(tree)
 
     result = tree.run("redo", "x")
@@ -66,10 +69,13 @@ def test_writing_both_is_error(tree: Tree) -> None:
 def test_writing_both_keeps_old_target(tree: Tree) -> None:
     tree.write("x.do", "echo old\n")
     tree.redo("x")
-    tree.touch_later("x.do", """
+    tree.touch_later(
+        "x.do",
+        """
         echo to stdout
         echo to dollar3 > "$3"
-    """)
+    """,
+    )
     before = listing(tree)
 
     result = tree.run("redo", "x")
@@ -91,10 +97,13 @@ FAILING_SCRIPTS = {
 def test_failure_keeps_old_target(tree: Tree, write_to: str) -> None:
     tree.write("x.do", "echo old\n")
     tree.redo("x")
-    tree.touch_later("x.do", f"""
+    tree.touch_later(
+        "x.do",
+        f"""
         {FAILING_SCRIPTS[write_to]}
         exit 3
-    """)
+    """,
+    )
     before = listing(tree)
 
     result = tree.run("redo", "x")
@@ -107,11 +116,14 @@ def test_failure_keeps_old_target(tree: Tree, write_to: str) -> None:
 
 def test_failure_in_subdirectory_leaves_nothing(tree: Tree) -> None:
     tree.path("sub").mkdir()
-    tree.write("default.out.do", """
+    tree.write(
+        "default.out.do",
+        """
         echo partial
         echo partial > "$3"
         exit 2
-    """)
+    """,
+    )
     top_before = listing(tree)
     sub_before = listing(tree, "sub")
 
@@ -126,10 +138,13 @@ def test_failure_in_subdirectory_leaves_nothing(tree: Tree) -> None:
 def test_old_target_readable_during_build(tree: Tree) -> None:
     tree.write("x.do", "echo old\n")
     tree.redo("x")
-    tree.touch_later("x.do", """
+    tree.touch_later(
+        "x.do",
+        """
         cat "$1" >> "$RUNLOG"
         echo new
-    """)
+    """,
+    )
 
     tree.redo("x")
 
@@ -195,9 +210,12 @@ def test_target_mode_follows_umask(tree: Tree, umask: str, mode: int, write_to: 
 
 
 def test_dollar3_absent_at_start(tree: Tree) -> None:
-    tree.write("x.do", """
+    tree.write(
+        "x.do",
+        """
         if [ -e "$3" ] || [ -L "$3" ]; then echo present; else echo absent; fi
-    """)
+    """,
+    )
 
     tree.redo("x")
     first = tree.read("x")
@@ -210,9 +228,12 @@ def test_dollar3_absent_at_start(tree: Tree) -> None:
 
 def test_leftover_temp_removed_before_build(tree: Tree) -> None:
     tree.write(".x.redo3.tmp/leftover", "from a crashed build\n")
-    tree.write("x.do", """
+    tree.write(
+        "x.do",
+        """
         if [ -e "$3" ] || [ -L "$3" ]; then echo present; else echo absent; fi
-    """)
+    """,
+    )
 
     tree.redo("x")
 
@@ -221,11 +242,14 @@ def test_leftover_temp_removed_before_build(tree: Tree) -> None:
 
 
 def test_dollar3_as_directory(tree: Tree) -> None:
-    tree.write("x.do", """
+    tree.write(
+        "x.do",
+        """
         mkdir "$3"
         echo one > "$3/one"
         echo two > "$3/two"
-    """)
+    """,
+    )
 
     tree.redo("x")
 
@@ -247,12 +271,15 @@ def test_dollar3_as_symlink(tree: Tree) -> None:
 
 def test_rebuild_replaces_nonempty_directory(tree: Tree) -> None:
     tree.write("names", "a b c\n")
-    tree.write("x.do", """
+    tree.write(
+        "x.do",
+        """
         redo-ifchange names
         mkdir "$3" "$3/nested"
         for name in $(cat names); do echo "$name" > "$3/$name"; done
         echo deep > "$3/nested/deep"
-    """)
+    """,
+    )
     tree.redo("x")
     tree.touch_later("names", "d e\n")
 
@@ -266,14 +293,17 @@ def test_rebuild_replaces_nonempty_directory(tree: Tree) -> None:
 
 def test_target_switches_file_and_directory(tree: Tree) -> None:
     tree.write("kind", "file\n")
-    tree.write("x.do", """
+    tree.write(
+        "x.do",
+        """
         redo-ifchange kind
         case "$(cat kind)" in
             dir) mkdir "$3"; echo inside > "$3/inner" ;;
             link) ln -s elsewhere "$3" ;;
             *) echo plain > "$3" ;;
         esac
-    """)
+    """,
+    )
 
     tree.redo("x")
     assert tree.read("x") == "plain\n"
@@ -302,11 +332,14 @@ def test_target_switches_file_and_directory(tree: Tree) -> None:
 
 def test_symlink_target_follows_its_source(tree: Tree) -> None:
     tree.write("src", "one\n")
-    tree.write("x.do", """
+    tree.write(
+        "x.do",
+        """
         redo-ifchange src
         ln -s src "$3"
         echo "$1" >> "$RUNLOG"
-    """)
+    """,
+    )
     tree.redo("x")
 
     # Only the file that the link points to changes. The link that redo made is

@@ -141,8 +141,12 @@ def run_until_exit(tree: Tree, *args: str, env: Optional[dict] = None) -> Tuple[
     with open(outputs / "redo.stdout", "w+") as stdout, open(outputs / "redo.stderr", "w+") as stderr:
         started = time.monotonic()
         process = subprocess.Popen(
-            ["redo", *args], cwd=tree.root, env=full_env,
-            stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+            ["redo", *args],
+            cwd=tree.root,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
         )
         try:
             returncode = process.wait(timeout=WAIT_TIMEOUT)
@@ -216,12 +220,15 @@ def wait_until_group_gone(pgid: int) -> List[int]:
 @pytest.mark.parametrize("env", PIDFD_MODES)
 def test_daemon_does_not_delay_redo(tree: Tree, reaper: Reaper, env: dict) -> None:
     tree.write("daemon.py", DAEMON_SCRIPT)
-    tree.write("server.do", """
+    tree.write(
+        "server.do",
+        """
         echo $$ > script.pid
         python3 daemon.py "$PWD/daemon.pid"
         while [ ! -e daemon.pid ]; do sleep 0.01; done
         echo up > $3
-    """)
+    """,
+    )
     reaper.track_pidfile(tree.path("script.pid"))
     reaper.track_pidfile(tree.path("daemon.pid"))
 
@@ -235,12 +242,15 @@ def test_daemon_does_not_delay_redo(tree: Tree, reaper: Reaper, env: dict) -> No
 
 
 def test_background_child_reported_not_awaited(tree: Tree, reaper: Reaper) -> None:
-    tree.write("bg.do", """
+    tree.write(
+        "bg.do",
+        """
         echo $$ > script.pid
         sleep 30 > sleep.out &
         echo $! > sleep.pid
         echo done > $3
-    """)
+    """,
+    )
     reaper.track_pidfile(tree.path("script.pid"))
     reaper.track_pidfile(tree.path("sleep.pid"))
 
@@ -259,16 +269,22 @@ def test_background_child_reported_not_awaited(tree: Tree, reaper: Reaper) -> No
     assert warnings == [warning], str(result)
 
 
-@pytest.mark.parametrize("options, env", [
-    pytest.param(["--wait-background"], {}, id="option"),
-    pytest.param([], {"REDORS_WAIT_BACKGROUND": "1"}, id="environment"),
-])
+@pytest.mark.parametrize(
+    "options, env",
+    [
+        pytest.param(["--wait-background"], {}, id="option"),
+        pytest.param([], {"REDORS_WAIT_BACKGROUND": "1"}, id="environment"),
+    ],
+)
 def test_wait_background_waits_for_children(tree: Tree, reaper: Reaper, options: list, env: dict) -> None:
-    tree.write("bg.do", """
+    tree.write(
+        "bg.do",
+        """
         echo $$ > script.pid
         (sleep 1.5; echo late > late.txt) >/dev/null 2>&1 &
         echo done > $3
-    """)
+    """,
+    )
     reaper.track_pidfile(tree.path("script.pid"))
 
     result, elapsed = run_until_exit(tree, *options, "bg", env=env)
@@ -281,11 +297,14 @@ def test_wait_background_waits_for_children(tree: Tree, reaper: Reaper, options:
 
 
 def test_background_child_not_awaited_by_default(tree: Tree, reaper: Reaper) -> None:
-    tree.write("bg.do", """
+    tree.write(
+        "bg.do",
+        """
         echo $$ > script.pid
         (sleep 1.5; echo late > late.txt) >/dev/null 2>&1 &
         echo done > $3
-    """)
+    """,
+    )
     reaper.track_pidfile(tree.path("script.pid"))
 
     result, elapsed = run_until_exit(tree, "bg")
@@ -297,12 +316,15 @@ def test_background_child_not_awaited_by_default(tree: Tree, reaper: Reaper) -> 
 
 @pytest.mark.parametrize("env", PIDFD_MODES)
 def test_script_waiting_for_own_child_finishes(tree: Tree, reaper: Reaper, env: dict) -> None:
-    tree.write("waiter.do", """
+    tree.write(
+        "waiter.do",
+        """
         echo $$ > script.pid
         (sleep 0.2; echo child > $3) &
         wait
         echo parent >> $3
-    """)
+    """,
+    )
     reaper.track_pidfile(tree.path("script.pid"))
 
     process = reaper.track_popen(start_redo(tree, "waiter", env=env))
@@ -324,8 +346,14 @@ def test_job_sees_only_standard_descriptors(tree: Tree, env: dict) -> None:
     # The same listing run by the test with close_fds=True: 0, 1, 2 and the
     # descriptor that os.listdir opens for itself.
     baseline = subprocess.run(
-        ["python3", "-c", LIST_FDS], env=tree.env, cwd=tree.root,
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, check=True, timeout=WAIT_TIMEOUT,
+        ["python3", "-c", LIST_FDS],
+        env=tree.env,
+        cwd=tree.root,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=WAIT_TIMEOUT,
     ).stdout
 
     tree.redo("fds", env=env)
@@ -335,10 +363,13 @@ def test_job_sees_only_standard_descriptors(tree: Tree, env: dict) -> None:
 
 
 def test_job_stdin_is_dev_null(tree: Tree) -> None:
-    tree.write("input.do", """
+    tree.write(
+        "input.do",
+        """
         readlink /proc/self/fd/0 > $3
         cat >> $3
-    """)
+    """,
+    )
 
     tree.redo("input", stdin="data that the job must not read\n")
 
@@ -350,9 +381,12 @@ def test_job_starts_with_empty_signal_mask(tree: Tree, env: dict) -> None:
     # exec keeps the job's own process, so the mask printed is the one the
     # job started with. A blocked SIGINT or SIGTERM would survive into every
     # background process and make it immune to Ctrl-C and to redo's stop.
-    tree.write("mask.do", """
-        exec python3 -c "import signal; print(sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, [])))" > $3
-    """)
+    tree.write(
+        "mask.do",
+        """
+        exec python3 -c "import signal as s; print(sorted(int(n) for n in s.pthread_sigmask(s.SIG_BLOCK, [])))" > $3
+    """,
+    )
 
     tree.redo("mask", env=env)
 
@@ -374,15 +408,16 @@ SLOW_SCRIPT = """
 """
 
 
-@pytest.mark.parametrize("signal_number, status, env", [
-    pytest.param(signal.SIGINT, 130, {}, id="SIGINT"),
-    pytest.param(signal.SIGTERM, 143, {}, id="SIGTERM"),
-    pytest.param(signal.SIGINT, 130, {"REDORS_NO_PIDFD": "1"}, id="SIGINT-no-pidfd"),
-    pytest.param(signal.SIGTERM, 143, {"REDORS_NO_PIDFD": "1"}, id="SIGTERM-no-pidfd"),
-])
-def test_stop_signal_ends_script_group(
-    tree: Tree, reaper: Reaper, signal_number: int, status: int, env: dict
-) -> None:
+@pytest.mark.parametrize(
+    "signal_number, status, env",
+    [
+        pytest.param(signal.SIGINT, 130, {}, id="SIGINT"),
+        pytest.param(signal.SIGTERM, 143, {}, id="SIGTERM"),
+        pytest.param(signal.SIGINT, 130, {"REDORS_NO_PIDFD": "1"}, id="SIGINT-no-pidfd"),
+        pytest.param(signal.SIGTERM, 143, {"REDORS_NO_PIDFD": "1"}, id="SIGTERM-no-pidfd"),
+    ],
+)
+def test_stop_signal_ends_script_group(tree: Tree, reaper: Reaper, signal_number: int, status: int, env: dict) -> None:
     tree.write("slow.do", SLOW_SCRIPT)
     reaper.track_pidfile(tree.path("script.pid"))
     reaper.track_pidfile(tree.path("background.pid"))
@@ -491,7 +526,9 @@ def test_failures_reported_in_both_modes(tree: Tree, env: dict) -> None:
 
 def test_many_ifchange_calls_record_once(tree: Tree) -> None:
     tree.write("src", "source\n")
-    tree.write("many.do", """
+    tree.write(
+        "many.do",
+        """
         i=0
         while [ $i -lt 200 ]; do
             redo-ifchange src
@@ -499,7 +536,8 @@ def test_many_ifchange_calls_record_once(tree: Tree) -> None:
         done
         echo many >> "$RUNLOG"
         echo "$i calls" > $3
-    """)
+    """,
+    )
 
     tree.redo("many", timeout=WAIT_TIMEOUT * 4)
 
@@ -525,4 +563,3 @@ def test_many_ifchange_calls_record_once(tree: Tree) -> None:
     tree.touch_later("src", "changed\n")
     tree.ifchange("many")
     assert tree.runs() == ["many", "many"]
-

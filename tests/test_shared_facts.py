@@ -7,10 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import redors
 import tomllib
-from conftest import Tree
+
+import redors
 from redors import _native, cli
+
+from conftest import Tree
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,10 +17,13 @@ DATABASE = ".redo/redors.db"
 
 def write_default_do(tree: Tree) -> None:
     """Write a default.do that builds any target from its own name."""
-    tree.write("default.do", """
+    tree.write(
+        "default.do",
+        """
         echo "$1" >> "$RUNLOG"
         echo "$1" > $3
-    """)
+    """,
+    )
 
 
 def lines(text: str) -> List[str]:
@@ -170,9 +173,15 @@ def build_once(tree: Tree) -> Path:
     return tree.path(DATABASE)
 
 
-@pytest.mark.parametrize("command", [
-    ["redo", "all"], ["redo-ifchange", "all"], ["redo-targets"], ["redo-ood"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["redo", "all"],
+        ["redo-ifchange", "all"],
+        ["redo-targets"],
+        ["redo-ood"],
+    ],
+)
 def test_damaged_database_left_untouched(tree: Tree, command: List[str]) -> None:
     database = build_once(tree)
     garbage = bytes(range(256)) * 16
@@ -267,12 +276,15 @@ def test_listings_relative_to_current_directory(tree: Tree) -> None:
 
 def test_listings_work_inside_do(tree: Tree) -> None:
     write_small_project(tree)
-    tree.write("tools/report.do", """
+    tree.write(
+        "tools/report.do",
+        """
         redo-targets > targets.txt
         redo-sources > sources.txt
         redo-ood > ood.txt
         echo listed > $3
-    """)
+    """,
+    )
     tree.redo("all")
     tree.touch_later("src", "second\n")
 
