@@ -131,6 +131,8 @@ def build(
         debug=settings.debug,
         wait_background=settings.wait_background,
         use_pidfd=settings.use_pidfd,
+        debug_locks=settings.debug_locks,
+        shuffle=settings.shuffle,
     )
     return BuildResult(status, [os.fspath(path) for path in failed])
 

@@ -29,11 +29,12 @@ def _build_options(function: Callable[..., Any]) -> Callable[..., Any]:
             "-j",
             "--jobs",
             type=click.IntRange(min=1),
-            default=1,
-            show_default=True,
+            default=None,
             metavar="N",
-            help="Run up to N .do scripts at once.",
+            help="Run up to N .do scripts at once (default: REDORS_JOBS, or 1).",
         ),
+        click.option("--shuffle", is_flag=True, help="Build the targets of each request in random order."),
+        click.option("--debug-locks", is_flag=True, help="Report waits for targets that another redo is building."),
         click.option(
             "-k",
             "--keep-going",
@@ -74,8 +75,14 @@ def _check_names(command: str, names: Sequence[str]) -> None:
 
 def _run_build(command: str, targets: Sequence[str], force: bool, options: Dict[str, Any]) -> None:
     _check_names(command, targets)
-    settings = Settings.from_environment()
-    settings.jobs = options["jobs"]
+    try:
+        settings = Settings.from_environment()
+    except ValueError as err:
+        raise click.UsageError(str(err)) from err
+    if options["jobs"] is not None:
+        settings.jobs = options["jobs"]
+    settings.shuffle = options["shuffle"]
+    settings.debug_locks = options["debug_locks"]
     settings.keep_going = options["keep_going"]
     settings.xtrace = options["xtrace"]
     settings.verbose = options["verbose"]

@@ -8,6 +8,9 @@ Environment variables, each overridden by the matching option:
 ``REDORS_CACHE_DIR``
     Where the inner commands are unpacked; default
     ``$XDG_CACHE_HOME/redors`` or ``~/.cache/redors``.
+``REDORS_JOBS=N``
+    How many scripts run at once when ``-j`` is not given (default 1);
+    ``auto`` means one per CPU.
 ``REDORS_WAIT_BACKGROUND=1``
     Like ``--wait-background``.
 ``REDORS_NO_PIDFD=1``
@@ -24,7 +27,7 @@ from typing import Mapping, Optional
 
 from redors import _native
 
-__all__ = ["Settings", "cache_root", "env_flag"]
+__all__ = ["Settings", "cache_root", "env_flag", "parse_jobs"]
 
 ENV = _native.ENV
 
@@ -45,15 +48,35 @@ class Settings:
     debug: bool = False
     wait_background: bool = False
     use_pidfd: bool = True
+    debug_locks: bool = False
+    shuffle: bool = False
 
     @classmethod
     def from_environment(cls, environ: Optional[Mapping[str, str]] = None) -> Settings:
-        """Read the defaults that the environment sets."""
+        """Read the defaults that the environment sets.
+
+        Raises ValueError when ``REDORS_JOBS`` is not a positive number or ``auto``.
+        """
         environ = os.environ if environ is None else environ
         return cls(
+            jobs=parse_jobs(environ.get(ENV["JOBS"], "1")),
             wait_background=env_flag(environ, ENV["WAIT_BACKGROUND"]),
             use_pidfd=not env_flag(environ, ENV["NO_PIDFD"]),
         )
+
+
+def parse_jobs(value: str) -> int:
+    """Parse a job count: a positive number, or ``auto`` for one per CPU."""
+    text = value.strip().lower()
+    if text in ("", "auto"):
+        return os.cpu_count() or 1 if text == "auto" else 1
+    try:
+        jobs = int(text)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise ValueError(f"invalid {ENV['JOBS']}={value!r}: expected a positive number of jobs, or auto")
+    return jobs
 
 
 def cache_root(environ: Optional[Mapping[str, str]] = None) -> str:

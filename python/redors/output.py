@@ -56,6 +56,8 @@ class TerminalReporter:
             line = f"{self._paint(_RED, 'redo: error:')} {message}"
         elif kind in (KINDS["WARNING"], KINDS["BACKGROUND"]):
             line = f"{self._paint(_YELLOW, 'redo: warning:')} {message}"
+        elif kind == KINDS["LOCK"]:
+            line = self._paint(_DIM, f"redo: lock: {message}")
         else:
             line = self._paint(_DIM, f"redo: {message}")
         self.stream.write(line + "\n")

@@ -63,6 +63,8 @@ pub mod env {
     pub const CACHE_DIR: &str = "REDORS_CACHE_DIR";
     /// Names the top of the tree explicitly instead of searching for it.
     pub const TOP: &str = "REDORS_TOP";
+    /// How many scripts run at once when `-j` is not given.
+    pub const JOBS: &str = "REDORS_JOBS";
     /// Set to `1` to wait for a job's background processes before finishing it.
     pub const WAIT_BACKGROUND: &str = "REDORS_WAIT_BACKGROUND";
     /// Set to `1` to wait for job exit with SIGCHLD instead of pidfds (testing aid).

@@ -59,6 +59,10 @@ pub struct Config {
     pub debug: bool,
     /// Wait for the processes a script left running before finishing its job.
     pub wait_background: bool,
+    /// Report waits for targets that another run is building.
+    pub debug_locks: bool,
+    /// Build the targets of each request in random order.
+    pub shuffle: bool,
     /// Watch job processes with pidfds (otherwise with SIGCHLD).
     pub use_pidfd: bool,
 }
@@ -258,11 +262,11 @@ impl Engine<'_> {
                         None => Ok(outcome),
                     };
                 }
-            } else if self.procs.is_empty() {
+            } else if self.procs.is_empty() && !self.scheduler.waiting_for_locks() {
                 return Err(EngineError::Stalled);
             }
 
-            let timeout = if self.needs_polling() {
+            let timeout = if self.needs_polling() || self.scheduler.waiting_for_locks() {
                 EpollTimeout::try_from(POLL_INTERVAL).unwrap_or(EpollTimeout::NONE)
             } else {
                 EpollTimeout::NONE
@@ -288,6 +292,9 @@ impl Engine<'_> {
             }
             if self.needs_polling() {
                 self.poll_processes();
+            }
+            if self.scheduler.waiting_for_locks() {
+                self.scheduler.retry_locks();
             }
         }
     }

@@ -19,6 +19,7 @@ pub mod store;
 pub mod top;
 
 mod listener;
+mod locks;
 mod scheduler;
 mod signals;
 mod spawn;

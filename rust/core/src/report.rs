@@ -18,6 +18,9 @@ pub enum EventKind {
     Explain = 3,
     /// A job's processes were still running after its script exited.
     Background = 4,
+    /// A target waits for, or got, the lock that another run held (shown
+    /// with `--debug-locks`).
+    Lock = 5,
 }
 
 /// One event.

@@ -69,7 +69,7 @@ fn state_error(err: StoreError) -> PyErr {
 #[pyo3(signature = (
     *, top, startdir, targets, force, resolver, reporter, command, env,
     client_dir=None, python=None, jobs=1, keep_going=false, xtrace=false, verbose=false,
-    debug=false, wait_background=false, use_pidfd=true,
+    debug=false, wait_background=false, use_pidfd=true, debug_locks=false, shuffle=false,
 ))]
 #[allow(clippy::too_many_arguments)] // Mirrors the keyword-only Python signature.
 fn run(
@@ -91,6 +91,8 @@ fn run(
     debug: bool,
     wait_background: bool,
     use_pidfd: bool,
+    debug_locks: bool,
+    shuffle: bool,
 ) -> PyResult<(i32, Vec<PathBuf>)> {
     let config = Config {
         top,
@@ -106,6 +108,8 @@ fn run(
         debug,
         wait_background,
         use_pidfd,
+        debug_locks,
+        shuffle,
     };
     let resolver = PyResolver(resolver);
     let reporter = PyReporter(reporter);
@@ -182,6 +186,7 @@ fn add_constants(module: &Bound<'_, PyModule>) -> PyResult<()> {
         ("PYTHON", env::PYTHON),
         ("CACHE_DIR", env::CACHE_DIR),
         ("TOP", env::TOP),
+        ("JOBS", env::JOBS),
         ("WAIT_BACKGROUND", env::WAIT_BACKGROUND),
         ("NO_PIDFD", env::NO_PIDFD),
     ] {
@@ -190,7 +195,14 @@ fn add_constants(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add("ENV", variables)?;
 
     let kinds = PyDict::new(py);
-    for kind in [EventKind::Build, EventKind::Warning, EventKind::Error, EventKind::Explain, EventKind::Background] {
+    for kind in [
+        EventKind::Build,
+        EventKind::Warning,
+        EventKind::Error,
+        EventKind::Explain,
+        EventKind::Background,
+        EventKind::Lock,
+    ] {
         kinds.set_item(format!("{kind:?}").to_uppercase(), kind as i32)?;
     }
     module.add("EVENT_KINDS", kinds)?;

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use crate::constants::env;
 use crate::engine::Config;
+use crate::locks::{LOCK_FILE, Locks};
 use crate::output::{JobFiles, Produced};
 use crate::paths;
 use crate::report::EventKind;
@@ -108,6 +109,7 @@ pub(super) fn base_env(config: &Config, socket: &Path) -> Vec<(OsString, OsStrin
         (config.verbose, "REDO_VERBOSE"),
         (config.keep_going, "REDO_KEEP_GOING"),
         (config.debug, "REDO_DEBUG"),
+        (config.shuffle, "REDO_SHUFFLE"),
     ] {
         if on {
             set(name, "1".into());
@@ -128,6 +130,9 @@ impl Scheduler<'_> {
         };
         if !self.ensure_store() {
             return self.finish(id, Outcome::Failed);
+        }
+        if !self.lock_target(id) {
+            return;
         }
         let job_id = self.next_job;
         self.next_job += 1;
@@ -198,6 +203,75 @@ impl Scheduler<'_> {
 
     /// Returns the environment of a job: the run's shared part plus what
     /// depends on the job.
+    /// Takes the cross-run lock of a target about to be built. Returns false
+    /// when the node cannot start now: another run holds the lock (the node
+    /// then waits for it), or the lock file cannot be used (the node failed).
+    fn lock_target(&mut self, id: NodeId) -> bool {
+        let dir = self.top().join(crate::constants::STATE_DIR);
+        if self.locks.is_none() {
+            match Locks::open(&dir) {
+                Ok(locks) => self.locks = Some(locks),
+                Err(err) => {
+                    self.fail(id, Failure::Io { path: dir.join(LOCK_FILE), err });
+                    return false;
+                }
+            }
+        }
+        let Some(locks) = &self.locks else { return false };
+        match locks.try_lock(&self.graph[id].key) {
+            Ok(true) => true,
+            Ok(false) => {
+                self.graph[id].state = State::WaitingForLock;
+                self.lock_waiters.push(id);
+                let message = format!("waiting for {}: another redo is building it", self.quoted(id));
+                self.report_lock(id, message);
+                false
+            }
+            Err(err) => {
+                self.fail(id, Failure::Io { path: dir.join(LOCK_FILE), err });
+                false
+            }
+        }
+    }
+
+    /// Releases the cross-run lock of a target.
+    fn unlock_target(&mut self, id: NodeId) {
+        if let Some(locks) = &self.locks {
+            locks.unlock(&self.graph[id].key);
+        }
+    }
+
+    /// Tells whether some target waits for a lock that another run holds.
+    pub fn waiting_for_locks(&self) -> bool {
+        !self.lock_waiters.is_empty()
+    }
+
+    /// Checks again the targets whose lock another run released: that run
+    /// may have built them, so their state is read afresh from the database.
+    pub fn retry_locks(&mut self) {
+        let Some(locks) = &self.locks else { return };
+        let (free, held): (Vec<NodeId>, Vec<NodeId>) = std::mem::take(&mut self.lock_waiters)
+            .into_iter()
+            .partition(|&id| !locks.is_held_elsewhere(&self.graph[id].key).unwrap_or(false));
+        self.lock_waiters = held;
+        for id in free {
+            let message = format!("{} is free again; checking it", self.quoted(id));
+            self.report_lock(id, message);
+            let node = &mut self.graph[id];
+            node.loaded = false;
+            node.record = None;
+            node.state = State::Idle;
+            let forced = node.forced && !node.built;
+            self.visit(id, forced);
+        }
+    }
+
+    fn report_lock(&self, id: NodeId, message: String) {
+        if self.config.debug_locks {
+            self.report(EventKind::Lock, id, message);
+        }
+    }
+
     fn job_env(&self, id: NodeId, found: &DoMatch, job: JobId) -> Vec<(OsString, OsString)> {
         let mut vars = Vec::with_capacity(self.base_env.len() + 5);
         vars.extend_from_slice(&self.base_env);
@@ -224,9 +298,16 @@ impl Scheduler<'_> {
     /// Handles the exit of a job's process. `background` lists the processes
     /// it started that still run; they may still hold its stdout.
     pub fn job_exited(&mut self, job: JobId, status: ExitStatus, background: &[Background]) {
-        let Some(mut running) = self.jobs.remove(&job) else {
+        let Some(running) = self.jobs.remove(&job) else {
             return;
         };
+        let id = running.node;
+        self.complete_job(running, status, background);
+        // Only now, with the new state committed, may another run look at it.
+        self.unlock_target(id);
+    }
+
+    fn complete_job(&mut self, mut running: Job, status: ExitStatus, background: &[Background]) {
         if running.holds_token {
             self.free_tokens += 1;
         }
@@ -348,8 +429,10 @@ impl Scheduler<'_> {
     /// stopped the processes.
     pub fn abandon_jobs(&mut self) {
         let jobs: Vec<JobId> = self.jobs.keys().copied().collect();
+        let mut abandoned = Vec::with_capacity(jobs.len());
         for job in jobs {
             if let Some(mut running) = self.jobs.remove(&job) {
+                abandoned.push(running.node);
                 running.files.discard();
                 running.files.release(&mut self.captures, true);
                 let record = self.record_mut(running.node);
@@ -360,6 +443,9 @@ impl Scheduler<'_> {
         }
         if self.store.is_some() {
             self.save();
+        }
+        for id in abandoned {
+            self.unlock_target(id);
         }
     }
 }

@@ -22,6 +22,7 @@ impl Scheduler<'_> {
     /// Starts looking at a node that this run has not settled yet. `force`
     /// builds a target even if it is up to date.
     pub(super) fn visit(&mut self, id: NodeId, force: bool) {
+        self.graph[id].forced |= force;
         self.load(id);
         let abs = self.graph[id].abs.clone();
         let is_target = self.graph[id].record.as_ref().is_some_and(|record| record.is_target);

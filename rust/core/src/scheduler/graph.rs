@@ -44,6 +44,9 @@ pub(crate) enum State {
     Queued { found: DoMatch, missing: Vec<PathBuf> },
     /// A job is building it.
     Running(JobId),
+    /// Out of date, but another run holds its lock: checked again when the
+    /// lock is free.
+    WaitingForLock,
     /// Settled for the rest of the run.
     Done(Outcome),
 }
@@ -82,6 +85,8 @@ pub(crate) struct Node {
     pub built: bool,
     /// Whether a forced build was asked for while the node was in progress.
     pub force_pending: bool,
+    /// Whether a forced build was asked for in this run.
+    pub forced: bool,
     /// Whether the "cannot build" message for a missing node was shown.
     pub reported_missing: bool,
 }
@@ -113,6 +118,7 @@ impl Graph {
             depth: 0,
             built: false,
             force_pending: false,
+            forced: false,
             reported_missing: false,
         });
         self.index.insert(key, id);

@@ -23,6 +23,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::engine::Config;
+use crate::locks::Locks;
 use crate::output::{CapturePool, JobFiles, OutputError};
 use crate::paths;
 use crate::protocol::Reply;
@@ -152,6 +153,12 @@ pub(crate) struct Scheduler<'a> {
     unsaved: Vec<NodeId>,
     /// Stdout capture files, reused between jobs.
     captures: CapturePool,
+    /// The tree's lock file, opened when the first job starts.
+    locks: Option<Locks>,
+    /// Nodes waiting for a lock that another run holds.
+    lock_waiters: Vec<NodeId>,
+    /// State of the random generator behind `--shuffle`.
+    shuffle_state: u64,
     actions: VecDeque<Action>,
     /// A database error that ends the run.
     fatal: Option<StoreError>,
@@ -186,6 +193,9 @@ impl<'a> Scheduler<'a> {
             failed: Vec::new(),
             unsaved: Vec::new(),
             captures: CapturePool::new(config.top.join(crate::constants::STATE_DIR).join("tmp")),
+            locks: None,
+            lock_waiters: Vec::new(),
+            shuffle_state: (crate::stamp::now_ns() as u64) ^ (u64::from(std::process::id()) << 32) | 1,
             actions: VecDeque::new(),
             fatal: None,
         }
@@ -225,7 +235,9 @@ impl<'a> Scheduler<'a> {
             while let Some((_, client, reply)) = self.resume.pop_front() {
                 self.actions.push_back(Action::Reply { client, reply });
             }
-            while let Some(Reverse((_, id))) = self.queue.pop() {
+            let waiting = std::mem::take(&mut self.lock_waiters);
+            let queued = std::iter::from_fn(|| self.queue.pop().map(|Reverse((_, id))| id)).collect::<Vec<_>>();
+            for id in waiting.into_iter().chain(queued) {
                 self.finish(id, Outcome::Failed);
             }
             return;
@@ -440,6 +452,20 @@ impl<'a> Scheduler<'a> {
             self.unsaved.push(id);
         }
         node.record.get_or_insert_with(Default::default)
+    }
+
+    /// Puts `items` in random order (Fisher-Yates with xorshift64*). The
+    /// order only needs to vary between runs, not to resist prediction.
+    fn shuffle<T>(&mut self, items: &mut [T]) {
+        for last in (1..items.len()).rev() {
+            let mut x = self.shuffle_state;
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            self.shuffle_state = x;
+            let random = x.wrapping_mul(0x2545_f491_4f6c_dd1d);
+            items.swap(last, (random % (last as u64 + 1)) as usize);
+        }
     }
 
     /// Top of the tree.

@@ -90,7 +90,10 @@ impl Scheduler<'_> {
         self.requests.top_result
     }
 
-    fn submit(&mut self, origin: Origin, ids: Vec<NodeId>, parent: Option<NodeId>, force: bool) {
+    fn submit(&mut self, origin: Origin, mut ids: Vec<NodeId>, parent: Option<NodeId>, force: bool) {
+        if self.config.shuffle {
+            self.shuffle(&mut ids);
+        }
         let pending = ids.len();
         let request = self.requests.insert(Request { origin, targets: ids.clone(), pending, failed: false });
         if let Origin::Job { job, .. } = origin {

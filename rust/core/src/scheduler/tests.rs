@@ -70,11 +70,12 @@ struct Trace {
 struct Harness {
     dir: tempfile::TempDir,
     scripts: HashMap<String, Vec<Step>>,
+    shuffle: bool,
 }
 
 impl Harness {
     fn new() -> Harness {
-        Harness { dir: tempfile::tempdir().expect("tempdir"), scripts: HashMap::new() }
+        Harness { dir: tempfile::tempdir().expect("tempdir"), scripts: HashMap::new(), shuffle: false }
     }
 
     fn script(&mut self, name: &str, steps: &[Step]) -> &mut Harness {
@@ -98,6 +99,7 @@ impl Harness {
             command: "test".into(),
             jobs,
             keep_going,
+            shuffle: self.shuffle,
             ..Config::default()
         }
     }
@@ -394,4 +396,27 @@ fn deep_chain_needs_no_recursion() {
     assert_eq!(first.started.len(), names.len());
     let (second, _) = harness.build(&[names[0]], false, 1, false);
     assert!(second.started.is_empty());
+}
+
+#[test]
+fn shuffle_varies_order_and_builds_everything() {
+    let names: Vec<&'static str> = (0..12).map(|index| &*Box::leak(format!("t{index:02}").into_boxed_str())).collect();
+    let all: &'static [&'static str] = Box::leak(names.clone().into_boxed_slice());
+    let mut orders = std::collections::HashSet::new();
+    for _ in 0..4 {
+        let mut harness = Harness::new();
+        harness.shuffle = true;
+        harness.script("all", &[Step::IfChange(all)]);
+        for name in &names {
+            harness.script(name, &[Step::Write("x")]);
+        }
+        let (trace, _) = harness.build(&["all"], true, 1, false);
+        assert!(trace.success);
+        let mut built = trace.started[1..].to_vec();
+        orders.insert(built.clone());
+        built.sort();
+        assert_eq!(built, names);
+    }
+    // 12 targets have 479001600 orders: four equal draws would be a bug.
+    assert!(orders.len() > 1, "{orders:?}");
 }
