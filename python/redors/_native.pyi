@@ -32,7 +32,7 @@ def run(
     env: Sequence[Tuple[str, str]],
     client_dir: Optional[_Path] = None,
     python: Optional[str] = None,
-    jobs: int = 1,
+    jobs: Optional[int] = None,
     keep_going: bool = False,
     xtrace: bool = False,
     verbose: bool = False,

@@ -41,7 +41,9 @@ def env_flag(environ: Mapping[str, str], name: str) -> bool:
 class Settings:
     """Options of one run."""
 
-    jobs: int = 1
+    jobs: Optional[int] = None
+    """Most scripts at once; None uses the jobserver of a make that started
+    redo, or else runs one script at a time."""
     keep_going: bool = False
     xtrace: bool = False
     verbose: bool = False
@@ -59,7 +61,7 @@ class Settings:
         """
         environ = os.environ if environ is None else environ
         return cls(
-            jobs=parse_jobs(environ.get(ENV["JOBS"], "1")),
+            jobs=parse_jobs(environ[ENV["JOBS"]]) if environ.get(ENV["JOBS"]) else None,
             wait_background=env_flag(environ, ENV["WAIT_BACKGROUND"]),
             use_pidfd=not env_flag(environ, ENV["NO_PIDFD"]),
         )
@@ -68,8 +70,8 @@ class Settings:
 def parse_jobs(value: str) -> int:
     """Parse a job count: a positive number, or ``auto`` for one per CPU."""
     text = value.strip().lower()
-    if text in ("", "auto"):
-        return os.cpu_count() or 1 if text == "auto" else 1
+    if text == "auto":
+        return os.cpu_count() or 1
     try:
         jobs = int(text)
     except ValueError:

@@ -25,12 +25,13 @@ use nix::unistd::Pid;
 use crate::constants::exit;
 use crate::listener::Listener;
 use crate::protocol::{self, Reply};
-use crate::report::Reporter;
+use crate::report::{Event, EventKind, Reporter};
 use crate::resolve::Resolver;
 use crate::scheduler::{Action, ClientId, ExitStatus, JobId, Scheduler};
 use crate::signals::Signals;
 use crate::spawn::{self, Background, Child};
 use crate::store::{Store, StoreError};
+use crate::tokens::Tokens;
 
 /// Settings of one run.
 #[derive(Clone, Debug, Default)]
@@ -47,8 +48,9 @@ pub struct Config {
     pub python: Option<OsString>,
     /// Environment of the jobs, before redors adds its own variables.
     pub env: Vec<(OsString, OsString)>,
-    /// Most scripts that run at once.
-    pub jobs: usize,
+    /// Most scripts that run at once (`-j`); `None` when not given, to use
+    /// the jobserver of a make that started redo, or else one.
+    pub jobs: Option<usize>,
     /// Build everything that does not depend on a failure.
     pub keep_going: bool,
     /// Run scripts with `sh -x`.
@@ -145,7 +147,12 @@ pub fn run(
     let epoll =
         Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|errno| setup("create an epoll set")(errno.into()))?;
     let store = Store::open_existing(&config.top)?;
-    let scheduler = Scheduler::new(config, resolver, reporter, listener.path().to_path_buf(), store);
+    let makeflags = config.env.iter().find(|(name, _)| name == "MAKEFLAGS").map(|(_, value)| value.as_os_str());
+    let plan = Tokens::plan(config.jobs, makeflags).map_err(setup("set up the jobserver"))?;
+    if let Some(message) = plan.warning {
+        reporter.report(&Event { kind: EventKind::Warning, target: PathBuf::new(), depth: 0, message });
+    }
+    let scheduler = Scheduler::new(config, resolver, reporter, listener.path().to_path_buf(), store, plan.tokens);
     let mut engine = Engine {
         use_pidfd,
         wait_background: config.wait_background,
@@ -160,6 +167,9 @@ pub fn run(
     };
     engine.watch(engine.signals.fd(), Source::Signals)?;
     engine.watch(engine.listener.socket().as_fd(), Source::Listener)?;
+    if let Some(fd) = engine.scheduler.tokens_fd() {
+        engine.watch(fd, Source::Tokens)?;
+    }
     engine.scheduler.submit_top(targets, force);
     engine.main_loop()
 }
@@ -172,6 +182,7 @@ enum Source {
     Client(ClientId),
     Job(JobId),
     Background(JobId),
+    Tokens,
 }
 
 const KIND_SHIFT: u32 = 56;
@@ -185,6 +196,7 @@ impl Source {
             Source::Client(id) => (3, id),
             Source::Job(id) => (4, id),
             Source::Background(id) => (5, id),
+            Source::Tokens => (6, 0),
         };
         (kind << KIND_SHIFT) | (id & ID_MASK)
     }
@@ -197,6 +209,7 @@ impl Source {
             3 => Source::Client(id),
             4 => Source::Job(id),
             5 => Source::Background(id),
+            6 => Source::Tokens,
             _ => return None,
         })
     }
@@ -287,6 +300,7 @@ impl Engine<'_> {
                     Some(Source::Client(id)) => self.serve_client(id, event.events()),
                     Some(Source::Job(job)) => self.reap(job),
                     Some(Source::Background(job)) => self.check_background(job),
+                    Some(Source::Tokens) => self.scheduler.collect_tokens(),
                     None => {}
                 }
             }

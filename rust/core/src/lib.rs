@@ -23,6 +23,7 @@ mod locks;
 mod scheduler;
 mod signals;
 mod spawn;
+mod tokens;
 
 pub use engine::{Config, EngineError, RunOutcome, run};
 pub use report::{Event, EventKind, Reporter};

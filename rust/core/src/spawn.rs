@@ -112,7 +112,7 @@ fn signal_set(signals: &[libc::c_int]) -> libc::sigset_t {
 /// Starts a job's process in a new process group. `program` is the path of
 /// `argv[0]`, already looked up on the job's PATH.
 pub(crate) fn spawn(spec: JobSpec, program: &Path, use_pidfd: bool) -> io::Result<Child> {
-    let JobSpec { argv, cwd, env, stdout } = spec;
+    let JobSpec { argv, cwd, env, stdout, inherit } = spec;
     if argv.is_empty() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command line"));
     }
@@ -142,6 +142,11 @@ pub(crate) fn spawn(spec: JobSpec, program: &Path, use_pidfd: bool) -> io::Resul
         check(libc::posix_spawn_file_actions_adddup2(&mut actions.0, stdout.as_raw_fd(), 1))?;
         check(libc::posix_spawn_file_actions_addopen(&mut actions.0, 0, c"/dev/null".as_ptr(), libc::O_RDONLY, 0))?;
         check(libc::posix_spawn_file_actions_addchdir_np(&mut actions.0, cwd.as_ptr()))?;
+        // dup2 of a descriptor onto itself clears its close-on-exec flag
+        // (POSIX 2024; glibc 2.36 does so).
+        for &fd in &inherit {
+            check(libc::posix_spawn_file_actions_adddup2(&mut actions.0, fd, fd))?;
+        }
         check(libc::posix_spawnattr_setflags(&mut attributes.0, flags as libc::c_short))?;
         check(libc::posix_spawnattr_setpgroup(&mut attributes.0, 0))?;
         check(libc::posix_spawnattr_setsigmask(&mut attributes.0, &empty))?;
@@ -261,6 +266,7 @@ mod tests {
             cwd: std::env::temp_dir(),
             env: vec![(OsString::from("PATH"), OsString::from("/usr/bin:/bin"))],
             stdout,
+            inherit: Vec::new(),
         }
     }
 

@@ -178,6 +178,9 @@ CREATE TABLE runs (
 const FILE_COLUMNS: &str = "id, is_target, kind, ino, size, mtime_ns, ctime_ns, seen_ns, hash, \
                             generation, flags, stamp_hash, built_run";
 
+/// How long a run waits for another run's write transaction.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Returns the path of the state database of the tree rooted at `top`.
 pub fn db_path(top: &Path) -> PathBuf {
     top.join(STATE_DIR).join(DB_FILE)
@@ -238,13 +241,26 @@ impl Store {
     }
 
     fn configure(&self) -> Result<()> {
-        self.conn.busy_timeout(Duration::from_secs(60)).map_err(|err| self.error(err))?;
+        self.conn.busy_timeout(BUSY_TIMEOUT).map_err(|err| self.error(err))?;
         // WAL lets other runs read while this one writes; NORMAL syncing keeps
         // every commit safe against a killed process, which is the fault redo
-        // must survive, at a fraction of the cost of FULL.
-        self.conn
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
-            .map_err(|err| self.error(err))
+        // must survive, at a fraction of the cost of FULL. Turning a new
+        // database to WAL needs it to itself, and SQLite answers "busy"
+        // there without waiting, so another run creating it at the same
+        // moment is waited for here.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match self.conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;") {
+                Ok(()) => return Ok(()),
+                Err(err)
+                    if err.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(err) => return Err(self.error(err)),
+            }
+        }
     }
 
     fn user_version(&self) -> Result<i32> {
@@ -544,6 +560,21 @@ mod tests {
         assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
         let err = Store::open_read_only(dir.path()).err().expect("must fail");
         assert!(matches!(err, StoreError::TooNew { .. }));
+    }
+
+    #[test]
+    fn concurrent_creation_succeeds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let top = dir.path().to_path_buf();
+        let threads: Vec<_> = (0..16)
+            .map(|_| {
+                let top = top.clone();
+                std::thread::spawn(move || Store::create(&top).map(|_| ()).map_err(|err| err.to_string()))
+            })
+            .collect();
+        for thread in threads {
+            assert_eq!(thread.join().expect("thread"), Ok(()));
+        }
     }
 
     #[test]

@@ -68,7 +68,7 @@ fn state_error(err: StoreError) -> PyErr {
 #[pyfunction]
 #[pyo3(signature = (
     *, top, startdir, targets, force, resolver, reporter, command, env,
-    client_dir=None, python=None, jobs=1, keep_going=false, xtrace=false, verbose=false,
+    client_dir=None, python=None, jobs=None, keep_going=false, xtrace=false, verbose=false,
     debug=false, wait_background=false, use_pidfd=true, debug_locks=false, shuffle=false,
 ))]
 #[allow(clippy::too_many_arguments)] // Mirrors the keyword-only Python signature.
@@ -84,7 +84,7 @@ fn run(
     env: Vec<(OsString, OsString)>,
     client_dir: Option<PathBuf>,
     python: Option<OsString>,
-    jobs: usize,
+    jobs: Option<usize>,
     keep_going: bool,
     xtrace: bool,
     verbose: bool,

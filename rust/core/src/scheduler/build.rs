@@ -15,6 +15,7 @@ use crate::resolve::DoMatch;
 use crate::spawn::Background;
 use crate::stamp::{FileKind, Stamp, now_ns, target_hash};
 use crate::store::{DepKind, flags};
+use crate::tokens::Handoff;
 
 use super::{Action, ExitStatus, Failure, Job, JobId, JobSpec, NodeId, Outcome, Scheduler, State};
 
@@ -79,9 +80,13 @@ pub(crate) fn command_line(
 /// Builds the part of the jobs' environment that is the same for the whole
 /// run: the caller's variables without those of an earlier build, the inner
 /// commands first on PATH, and the run's settings.
-pub(super) fn base_env(config: &Config, socket: &Path) -> Vec<(OsString, OsString)> {
+pub(super) fn base_env(config: &Config, socket: &Path, handoff: Option<&Handoff>) -> Vec<(OsString, OsString)> {
     let mut vars: Vec<(OsString, OsString)> =
         config.env.iter().filter(|(name, _)| !is_run_variable(name)).cloned().collect();
+    if let Some(makeflags) = handoff.and_then(|handoff| handoff.makeflags.clone()) {
+        vars.retain(|(name, _)| name != "MAKEFLAGS" && name != "MFLAGS");
+        vars.push(("MAKEFLAGS".into(), makeflags));
+    }
     let redo = match &config.client_dir {
         Some(dir) => {
             let mut value = dir.clone().into_os_string();
@@ -180,7 +185,8 @@ impl Scheduler<'_> {
         }
 
         let env = self.job_env(id, &found, job_id);
-        let spec = JobSpec { argv, cwd: found.dir().to_path_buf(), env, stdout: stdout_for_child };
+        let inherit = self.tokens.handoff().map(|handoff| handoff.inherit.clone()).unwrap_or_default();
+        let spec = JobSpec { argv, cwd: found.dir().to_path_buf(), env, stdout: stdout_for_child, inherit };
         self.jobs.insert(
             job_id,
             Job {
@@ -191,11 +197,10 @@ impl Scheduler<'_> {
                 always: false,
                 stamp: None,
                 outstanding: Vec::new(),
-                holds_token: true,
+                token: self.tokens.take(),
                 failed_deps: Vec::new(),
             },
         );
-        self.free_tokens -= 1;
         self.graph[id].state = State::Running(job_id);
         self.report(EventKind::Build, id, String::new());
         self.actions.push_back(Action::Spawn { job: job_id, spec });
@@ -286,12 +291,16 @@ impl Scheduler<'_> {
 
     /// Handles a job whose process could not be started.
     pub fn spawn_failed(&mut self, job: JobId, err: std::io::Error) {
-        let Some(running) = self.jobs.remove(&job) else {
+        let Some(mut running) = self.jobs.remove(&job) else {
             return;
         };
-        self.free_tokens += 1;
+        if let Some(token) = running.token.take() {
+            self.tokens.put(token);
+        }
         running.files.discard();
+        running.files.release(&mut self.captures, false);
         self.mark_failed(running.node);
+        self.unlock_target(running.node);
         self.fail(running.node, Failure::Spawn { dofile: running.dofile, err });
     }
 
@@ -308,8 +317,8 @@ impl Scheduler<'_> {
     }
 
     fn complete_job(&mut self, mut running: Job, status: ExitStatus, background: &[Background]) {
-        if running.holds_token {
-            self.free_tokens += 1;
+        if let Some(token) = running.token.take() {
+            self.tokens.put(token);
         }
         let id = running.node;
         let shared_stdout = !background.is_empty();

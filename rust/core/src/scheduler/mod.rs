@@ -31,6 +31,7 @@ use crate::report::{Event, EventKind, Reporter};
 use crate::resolve::Resolver;
 use crate::stamp::Hash;
 use crate::store::{DepKind, Store, StoreError, Writer};
+use crate::tokens::{Token, Tokens};
 
 use graph::Graph;
 pub(crate) use graph::{NodeId, Outcome, Priority, RequestId, State, Waiter};
@@ -77,6 +78,8 @@ pub(crate) struct JobSpec {
     pub env: Vec<(OsString, OsString)>,
     /// File that receives the script's stdout.
     pub stdout: File,
+    /// Descriptors that the script inherits (the jobserver pipe).
+    pub inherit: Vec<std::os::fd::RawFd>,
 }
 
 /// Why a node failed.
@@ -114,8 +117,8 @@ pub(crate) struct Job {
     stamp: Option<Hash>,
     /// Requests from the job's inner commands that are not answered yet.
     outstanding: Vec<RequestId>,
-    /// Whether the job holds a job token.
-    holds_token: bool,
+    /// The job's token; given back while the job waits for inner commands.
+    token: Option<Token>,
     /// Dependencies that failed while the job waited for them.
     failed_deps: Vec<NodeId>,
 }
@@ -144,7 +147,7 @@ pub(crate) struct Scheduler<'a> {
     queue: BinaryHeap<Reverse<(Priority, NodeId)>>,
     /// Replies to jobs that may go on once they get a token back.
     resume: VecDeque<(JobId, ClientId, Reply)>,
-    free_tokens: usize,
+    tokens: Tokens,
     /// Set after a failure without `--keep-going`: nothing new starts.
     stopping: bool,
     /// Nodes that failed, in order.
@@ -172,12 +175,13 @@ impl<'a> Scheduler<'a> {
         reporter: &'a dyn Reporter,
         socket: PathBuf,
         store: Option<Store>,
+        tokens: Tokens,
     ) -> Scheduler<'a> {
         Scheduler {
             config,
             resolver,
             reporter,
-            base_env: build::base_env(config, &socket),
+            base_env: build::base_env(config, &socket, tokens.handoff()),
             store,
             run_id: 0,
             graph: Graph::default(),
@@ -188,7 +192,7 @@ impl<'a> Scheduler<'a> {
             ready: Vec::new(),
             queue: BinaryHeap::new(),
             resume: VecDeque::new(),
-            free_tokens: config.jobs.max(1),
+            tokens,
             stopping: false,
             failed: Vec::new(),
             unsaved: Vec::new(),
@@ -229,7 +233,8 @@ impl<'a> Scheduler<'a> {
         }
     }
 
-    /// Gives free tokens to waiting jobs first, then to queued targets.
+    /// Gives free tokens to waiting jobs first, then to queued targets, and
+    /// asks the jobserver for as many more as are still wanted.
     fn pump(&mut self) {
         if self.stopping {
             while let Some((_, client, reply)) = self.resume.pop_front() {
@@ -240,13 +245,13 @@ impl<'a> Scheduler<'a> {
             for id in waiting.into_iter().chain(queued) {
                 self.finish(id, Outcome::Failed);
             }
+            self.tokens.balance(0);
             return;
         }
-        while self.free_tokens > 0 {
+        while self.tokens.has_free() {
             if let Some((job, client, reply)) = self.resume.pop_front() {
-                if let Some(job) = self.jobs.get_mut(&job) {
-                    job.holds_token = true;
-                    self.free_tokens -= 1;
+                if let Some(running) = self.jobs.get_mut(&job) {
+                    running.token = self.tokens.take();
                 }
                 self.actions.push_back(Action::Reply { client, reply });
             } else if let Some(Reverse((_, id))) = self.queue.pop() {
@@ -255,6 +260,20 @@ impl<'a> Scheduler<'a> {
                 break;
             }
         }
+        self.tokens.balance(self.resume.len() + self.queue.len());
+    }
+
+    /// Takes the tokens that the jobserver delivered and uses them.
+    pub fn collect_tokens(&mut self) {
+        if let Some(message) = self.tokens.collect() {
+            self.reporter.report(&Event { kind: EventKind::Warning, target: PathBuf::new(), depth: 0, message });
+        }
+        self.pump();
+    }
+
+    /// The descriptor that becomes readable when jobserver tokens arrive.
+    pub fn tokens_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.tokens.wake_fd()
     }
 
     /// Marks a node settled and wakes everything that waits for it.

@@ -99,9 +99,8 @@ impl Scheduler<'_> {
         if let Origin::Job { job, .. } = origin {
             if let Some(job) = self.jobs.get_mut(&job) {
                 job.outstanding.push(request);
-                if job.holds_token {
-                    job.holds_token = false;
-                    self.free_tokens += 1;
+                if let Some(token) = job.token.take() {
+                    self.tokens.put(token);
                 }
             }
         }
@@ -205,14 +204,15 @@ impl Scheduler<'_> {
         let reply = Reply::status(status);
         if let Some(running) = self.jobs.get_mut(&job) {
             running.outstanding.retain(|&other| other != request);
-            if running.outstanding.is_empty() && !running.holds_token && !self.stopping {
-                if self.free_tokens == 0 {
-                    // The script goes on only once it has a token again.
-                    self.resume.push_back((job, client, reply));
-                    return;
+            if running.outstanding.is_empty() && running.token.is_none() && !self.stopping {
+                match self.tokens.take() {
+                    Some(token) => running.token = Some(token),
+                    None => {
+                        // The script goes on only once it has a token again.
+                        self.resume.push_back((job, client, reply));
+                        return;
+                    }
                 }
-                self.free_tokens -= 1;
-                running.holds_token = true;
             }
         }
         if client != 0 {

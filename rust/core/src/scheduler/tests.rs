@@ -97,7 +97,7 @@ impl Harness {
             top: self.dir.path().to_path_buf(),
             startdir: self.dir.path().to_path_buf(),
             command: "test".into(),
-            jobs,
+            jobs: Some(jobs),
             keep_going,
             shuffle: self.shuffle,
             ..Config::default()
@@ -110,7 +110,8 @@ impl Harness {
         let resolver = FakeResolver { dir: self.dir.path().to_path_buf(), scripts: self.scripts.clone() };
         let recorder = Recorder::default();
         let store = Store::open_existing(self.dir.path()).expect("open store");
-        let mut scheduler = Scheduler::new(&config, &resolver, &recorder, PathBuf::from("/nonexistent"), store);
+        let tokens = Tokens::counted(jobs);
+        let mut scheduler = Scheduler::new(&config, &resolver, &recorder, PathBuf::from("/nonexistent"), store, tokens);
         let targets: Vec<PathBuf> = targets.iter().map(PathBuf::from).collect();
         scheduler.submit_top(&targets, force);
         let trace = self.drive(&mut scheduler, &resolver);
