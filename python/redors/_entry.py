@@ -16,11 +16,14 @@ from redors import _native
 
 __all__ = ["run_command"]
 
+INNER_COMMANDS = frozenset(_native.COMMANDS) - {"redo-log"}
+"""Commands that a build answers for its scripts; the others run here."""
+
 
 def run_command(name: str, args: Sequence[str]) -> NoReturn:
     """Run the redors command ``name`` with ``args``."""
     engine = os.environ.get(_native.ENV["ENGINE"])
-    if engine and os.environ.get(_native.ENV["JOB"]):
+    if engine and os.environ.get(_native.ENV["JOB"]) and name in INNER_COMMANDS:
         from redors.api import inner_commands_dir
 
         # The native command talks to the build; when that build is over, it
@@ -70,6 +73,11 @@ def redo_whichdo() -> NoReturn:
 def redo_flush_cache() -> NoReturn:
     """``redo-flush-cache``"""
     _main("redo-flush-cache")
+
+
+def redo_log() -> NoReturn:
+    """``redo-log``"""
+    _main("redo-log")
 
 
 def redo_ood() -> NoReturn:

@@ -27,7 +27,7 @@ def run(
     targets: Sequence[_Path],
     force: bool,
     resolver: Callable[[str], Tuple[Optional[str], str, str, List[str]]],
-    reporter: Callable[[int, str, int, str], None],
+    reporter: Callable[[int, str, int, str, int], None],
     command: str,
     env: Sequence[Tuple[str, str]],
     client_dir: Optional[_Path] = None,
@@ -41,9 +41,14 @@ def run(
     use_pidfd: bool = True,
     debug_locks: bool = False,
     shuffle: bool = False,
+    log: bool = True,
+    status_interval_ms: int = 0,
 ) -> Tuple[int, List[str]]: ...
 def find_top(start: _Path, home: Optional[_Path] = None) -> str: ...
 def common_ancestor(dirs: Sequence[_Path]) -> str: ...
 def list_files(top: _Path, targets: bool) -> List[str]: ...
 def out_of_date(top: _Path) -> List[str]: ...
 def install_client(root: _Path) -> str: ...
+def target_log(
+    top: _Path, key: _Path
+) -> Optional[Tuple[bool, bool, int, Optional[Tuple[int, bytes, List[Tuple[int, str]], Optional[str]]], List[str]]]: ...

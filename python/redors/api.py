@@ -23,9 +23,11 @@ __all__ = [
     "whichdo",
 ]
 
-Reporter = Callable[[int, str, int, str], None]
-"""Receives engine events: ``(kind, target, depth, message)``; the kinds are
-the values of ``redors._native.EVENT_KINDS``."""
+Reporter = Callable[[int, str, int, str, int], None]
+"""Receives engine events: ``(kind, target, depth, message, count)``; the
+kinds are the values of ``redors._native.EVENT_KINDS``. A reporter with a
+``tick_interval_ms`` attribute above 0 also gets a ``TICK`` event that often,
+and one with a ``close()`` method has it called when the run ends."""
 
 ENV = _native.ENV
 EXIT = _native.EXIT
@@ -133,7 +135,12 @@ def build(
         use_pidfd=settings.use_pidfd,
         debug_locks=settings.debug_locks,
         shuffle=settings.shuffle,
+        log=settings.log,
+        status_interval_ms=int(getattr(reporter, "tick_interval_ms", 0)),
     )
+    close = getattr(reporter, "close", None)
+    if close is not None:
+        close()
     return BuildResult(status, [os.fspath(path) for path in failed])
 
 

@@ -58,6 +58,27 @@ def _build_options(function: Callable[..., Any]) -> Callable[..., Any]:
             default=None,
             help="Color the output (default: when stderr is a terminal and NO_COLOR is unset).",
         ),
+        click.option(
+            "--no-log",
+            is_flag=True,
+            help="Let scripts write to the terminal directly instead of capturing their stderr for redo-log.",
+        ),
+        click.option(
+            "--status/--no-status",
+            default=None,
+            help="Show a status line at the bottom of the terminal (default: when stderr is a terminal).",
+        ),
+        click.option(
+            "--details/--no-details",
+            default=True,
+            help="Show what scripts write to stderr (it is stored for redo-log either way).",
+        ),
+        click.option(
+            "--pretty/--no-pretty",
+            default=True,
+            help="Indent and color the output; --no-pretty prefixes every script line with its target.",
+        ),
+        click.option("--debug-pids", is_flag=True, help="Show the process id of each script on its build line."),
         click.version_option(_native.VERSION, "-V", "--version", prog_name="redors"),
     ]
     for option in reversed(options):
@@ -83,13 +104,21 @@ def _run_build(command: str, targets: Sequence[str], force: bool, options: Dict[
         settings.jobs = options["jobs"]
     settings.shuffle = options["shuffle"]
     settings.debug_locks = options["debug_locks"]
+    settings.log = not options["no_log"]
     settings.keep_going = options["keep_going"]
     settings.xtrace = options["xtrace"]
     settings.verbose = options["verbose"]
     settings.debug = options["debug"]
     if options["wait_background"] is not None:
         settings.wait_background = options["wait_background"]
-    reporter = TerminalReporter(color=options["color"], command=command)
+    reporter = TerminalReporter(
+        color=options["color"],
+        command=command,
+        status=options["status"],
+        details=options["details"],
+        pretty=options["pretty"],
+        debug_pids=options["debug_pids"],
+    )
     try:
         result = api.build(targets, force=force, settings=settings, reporter=reporter)
     except _native.StateError as err:
@@ -181,6 +210,39 @@ def _listing_command(name: str, lister: Callable[[Optional[str]], List[str]], su
     return command
 
 
+@click.command("redo-log", context_settings=CONTEXT)
+@click.option("-r", "--recursive", is_flag=True, help="Also show the logs of the targets that each script built.")
+@click.option(
+    "-u", "--unchanged", is_flag=True, help="With -r, also show dependencies that were up to date (their last log)."
+)
+@click.option("-f", "--follow", is_flag=True, help="For a target being built, show its output as it comes.")
+@click.option("--details/--no-details", default=True, help="Show the log text, not only the build lines.")
+@click.option("--pretty/--no-pretty", default=True, help="Indent and color; --no-pretty prefixes lines with targets.")
+@click.option("--color/--no-color", default=None, help="Color the output (default: on a terminal, unless NO_COLOR).")
+@click.argument("targets", nargs=-1, required=True)
+def redo_log(targets: Sequence[str], **options: Any) -> None:
+    """Show what the scripts of TARGETS wrote to stderr in their last build."""
+    from redors.log import LogOptions, replay
+
+    _check_names("redo-log", targets)
+    cwd = os.getcwd()
+    reporter = TerminalReporter(command="redo-log")
+    settings = LogOptions(
+        recursive=options["recursive"],
+        unchanged=options["unchanged"],
+        follow=options["follow"],
+        details=options["details"],
+        pretty=options["pretty"],
+        color=options["color"],
+    )
+    try:
+        status = replay(list(targets), api.find_top(cwd, targets), cwd, settings, reporter.error)
+    except _native.StateError as err:
+        reporter.error(str(err))
+        sys.exit(EXIT["STATE"])
+    sys.exit(status)
+
+
 redo_targets = _listing_command("redo-targets", api.targets, "List every target that redo has built in this tree.")
 redo_sources = _listing_command("redo-sources", api.sources, "List every source file that redo has seen in this tree.")
 redo_ood = _listing_command("redo-ood", api.out_of_date, "List the targets that the next build would rebuild.")
@@ -193,6 +255,7 @@ COMMANDS: Dict[str, click.Command] = {
     "redo-stamp": redo_stamp,
     "redo-whichdo": redo_whichdo,
     "redo-flush-cache": redo_flush_cache,
+    "redo-log": redo_log,
     "redo-ood": redo_ood,
     "redo-targets": redo_targets,
     "redo-sources": redo_sources,

@@ -52,6 +52,9 @@ class Settings:
     use_pidfd: bool = True
     debug_locks: bool = False
     shuffle: bool = False
+    log: bool = True
+    """Capture each script's stderr, show it a line at a time and keep it
+    for redo-log; when False, scripts write to the terminal directly."""
 
     @classmethod
     def from_environment(cls, environ: Optional[Mapping[str, str]] = None) -> Settings:

@@ -48,6 +48,10 @@ fn run(name: &str, args: Vec<OsString>) -> i32 {
     let (Some(engine), Some(job)) = (engine, job) else {
         return hand_to_python(name, args);
     };
+    if name == "redo-log" {
+        // Read-only and rich in options: the Python front serves it.
+        return hand_to_python(name, args);
+    }
     match name {
         "redo-targets" | "redo-sources" | "redo-ood" => return query_state(name, &args),
         _ => {}

@@ -10,7 +10,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const PROTOCOL_VERSION: u16 = 1;
 
 /// Version of the state database schema (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Directory at the top of the tree that holds the state database.
 pub const STATE_DIR: &str = ".redo";
@@ -46,6 +46,7 @@ pub const COMMANDS: &[&str] = &[
     "redo-stamp",
     "redo-whichdo",
     "redo-flush-cache",
+    "redo-log",
     "redo-ood",
     "redo-targets",
     "redo-sources",

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
@@ -63,6 +64,12 @@ pub struct Config {
     pub wait_background: bool,
     /// Report waits for targets that another run is building.
     pub debug_locks: bool,
+    /// Capture each script's stderr, show it line by line and store it with
+    /// its target; when off, scripts write to the engine's stderr directly.
+    pub log: bool,
+    /// How often to report the passing of time for a status line, in
+    /// milliseconds; 0 for never.
+    pub status_interval_ms: u64,
     /// Build the targets of each request in random order.
     pub shuffle: bool,
     /// Watch job processes with pidfds (otherwise with SIGCHLD).
@@ -150,10 +157,23 @@ pub fn run(
     let makeflags = config.env.iter().find(|(name, _)| name == "MAKEFLAGS").map(|(_, value)| value.as_os_str());
     let plan = Tokens::plan(config.jobs, makeflags).map_err(setup("set up the jobserver"))?;
     if let Some(message) = plan.warning {
-        reporter.report(&Event { kind: EventKind::Warning, target: PathBuf::new(), depth: 0, message });
+        reporter.report(&Event { kind: EventKind::Warning, target: PathBuf::new(), depth: 0, message, count: 0 });
     }
     let scheduler = Scheduler::new(config, resolver, reporter, listener.path().to_path_buf(), store, plan.tokens);
+    let inotify = if config.log {
+        Some(
+            Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
+                .map_err(|errno| setup("watch job logs")(errno.into()))?,
+        )
+    } else {
+        None
+    };
+    let tick = (config.status_interval_ms > 0).then(|| Duration::from_millis(config.status_interval_ms));
     let mut engine = Engine {
+        inotify,
+        watches: HashMap::new(),
+        tick,
+        next_tick: tick.map(|interval| Instant::now() + interval),
         use_pidfd,
         wait_background: config.wait_background,
         scheduler,
@@ -170,6 +190,9 @@ pub fn run(
     if let Some(fd) = engine.scheduler.tokens_fd() {
         engine.watch(fd, Source::Tokens)?;
     }
+    if let Some(inotify) = &engine.inotify {
+        engine.watch(inotify.as_fd(), Source::Output)?;
+    }
     engine.scheduler.submit_top(targets, force);
     engine.main_loop()
 }
@@ -183,6 +206,7 @@ enum Source {
     Job(JobId),
     Background(JobId),
     Tokens,
+    Output,
 }
 
 const KIND_SHIFT: u32 = 56;
@@ -197,6 +221,7 @@ impl Source {
             Source::Job(id) => (4, id),
             Source::Background(id) => (5, id),
             Source::Tokens => (6, 0),
+            Source::Output => (7, 0),
         };
         (kind << KIND_SHIFT) | (id & ID_MASK)
     }
@@ -210,6 +235,7 @@ impl Source {
             4 => Source::Job(id),
             5 => Source::Background(id),
             6 => Source::Tokens,
+            7 => Source::Output,
             _ => return None,
         })
     }
@@ -235,6 +261,13 @@ struct Proc {
 }
 
 struct Engine<'a> {
+    /// Watches the files that receive jobs' stderr; `None` without logs.
+    inotify: Option<Inotify>,
+    /// The job whose stderr each watch covers.
+    watches: HashMap<WatchDescriptor, JobId>,
+    /// How often to report time for the status line, if at all.
+    tick: Option<Duration>,
+    next_tick: Option<Instant>,
     use_pidfd: bool,
     wait_background: bool,
     scheduler: Scheduler<'a>,
@@ -279,11 +312,7 @@ impl Engine<'_> {
                 return Err(EngineError::Stalled);
             }
 
-            let timeout = if self.needs_polling() || self.scheduler.waiting_for_locks() {
-                EpollTimeout::try_from(POLL_INTERVAL).unwrap_or(EpollTimeout::NONE)
-            } else {
-                EpollTimeout::NONE
-            };
+            let timeout = self.timeout();
             let count = match self.epoll.wait(&mut events, timeout) {
                 Ok(count) => count,
                 Err(Errno::EINTR) => continue,
@@ -301,6 +330,7 @@ impl Engine<'_> {
                     Some(Source::Job(job)) => self.reap(job),
                     Some(Source::Background(job)) => self.check_background(job),
                     Some(Source::Tokens) => self.scheduler.collect_tokens(),
+                    Some(Source::Output) => self.read_output(),
                     None => {}
                 }
             }
@@ -309,6 +339,12 @@ impl Engine<'_> {
             }
             if self.scheduler.waiting_for_locks() {
                 self.scheduler.retry_locks();
+            }
+            if let (Some(interval), Some(next)) = (self.tick, self.next_tick) {
+                if Instant::now() >= next {
+                    self.scheduler.report_tick();
+                    self.next_tick = Some(Instant::now() + interval);
+                }
             }
         }
     }
@@ -342,9 +378,53 @@ impl Engine<'_> {
                         child.pidfd = None;
                     }
                 }
+                self.scheduler.job_started(job, child.pid.as_raw() as u32);
+                if let (Some(inotify), Some(path)) = (&self.inotify, self.scheduler.log_path(job)) {
+                    if let Ok(watch) = inotify.add_watch(path, AddWatchFlags::IN_MODIFY) {
+                        self.watches.insert(watch, job);
+                    }
+                }
                 self.procs.insert(job, Proc { child, exited: None, background: Vec::new() });
             }
             Err(err) => self.scheduler.spawn_failed(job, err),
+        }
+    }
+
+    /// How long to wait for events: forever, unless something must be
+    /// polled or a status tick is due.
+    fn timeout(&self) -> EpollTimeout {
+        let mut wait: Option<Duration> = None;
+        if self.needs_polling() || self.scheduler.waiting_for_locks() {
+            wait = Some(POLL_INTERVAL);
+        }
+        if let Some(next) = self.next_tick {
+            let until_tick = next.saturating_duration_since(Instant::now());
+            wait = Some(wait.map_or(until_tick, |wait| wait.min(until_tick)));
+        }
+        match wait {
+            Some(wait) => EpollTimeout::try_from(wait.max(Duration::from_millis(1))).unwrap_or(EpollTimeout::NONE),
+            None => EpollTimeout::NONE,
+        }
+    }
+
+    /// Shows what jobs wrote to stderr, after the inotify watches fired.
+    fn read_output(&mut self) {
+        let Some(inotify) = &self.inotify else { return };
+        let mut jobs: Vec<JobId> = Vec::new();
+        while let Ok(events) = inotify.read_events() {
+            if events.is_empty() {
+                break;
+            }
+            for event in events {
+                if let Some(&job) = self.watches.get(&event.wd) {
+                    if !jobs.contains(&job) {
+                        jobs.push(job);
+                    }
+                }
+            }
+        }
+        for job in jobs {
+            self.scheduler.job_output(job);
         }
     }
 
@@ -404,11 +484,11 @@ impl Engine<'_> {
         let members = spawn::group_members(pgid);
         if members.is_empty() {
             self.procs.remove(&job);
-            return self.scheduler.job_exited(job, status, &[]);
+            return self.job_exited(job, status, &[]);
         }
         if !self.wait_background {
             self.procs.remove(&job);
-            return self.scheduler.job_exited(job, status, &members);
+            return self.job_exited(job, status, &members);
         }
         if let Some(proc) = self.procs.get_mut(&job) {
             proc.exited = Some(status);
@@ -434,6 +514,12 @@ impl Engine<'_> {
         }
     }
 
+    /// Hands a job's end to the scheduler and stops watching its stderr.
+    fn job_exited(&mut self, job: JobId, status: ExitStatus, background: &[Background]) {
+        self.scheduler.job_exited(job, status, background);
+        self.watches.retain(|_, watched| *watched != job);
+    }
+
     /// Finishes a job whose background processes have all exited.
     fn check_background(&mut self, job: JobId) {
         let Some(proc) = self.procs.get_mut(&job) else {
@@ -456,7 +542,7 @@ impl Engine<'_> {
                 let _ = self.epoll.delete(pidfd.as_fd());
             }
         }
-        self.scheduler.job_exited(job, status, &[]);
+        self.job_exited(job, status, &[]);
     }
 
     fn take_signals(&mut self) -> Option<Signal> {

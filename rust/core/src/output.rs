@@ -93,8 +93,34 @@ impl Capture {
         self.file.try_clone()
     }
 
-    fn len(&self) -> io::Result<u64> {
+    /// Path of the file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Current size of the file.
+    pub fn size(&self) -> io::Result<u64> {
         self.file.metadata().map(|meta| meta.len())
+    }
+
+    /// Reads from `offset` to the end, up to `limit` bytes. Reading at an
+    /// offset leaves the file position, which the job's process shares,
+    /// where the process put it.
+    pub fn read_from(&self, offset: u64, limit: usize) -> io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let available = self.size()?.saturating_sub(offset).min(limit as u64) as usize;
+        let mut data = vec![0u8; available];
+        let mut filled = 0;
+        while filled < available {
+            match self.file.read_at(&mut data[filled..], offset + filled as u64) {
+                Ok(0) => break,
+                Ok(count) => filled += count,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+        data.truncate(filled);
+        Ok(data)
     }
 }
 
@@ -141,10 +167,15 @@ impl CapturePool {
         Ok(Capture { path, file })
     }
 
-    /// Takes back a capture after its job: kept for reuse when it is empty
-    /// and no process can still write to it, deleted otherwise.
-    pub fn give_back(&mut self, capture: Capture, still_shared: bool) {
-        if !still_shared && capture.len().is_ok_and(|len| len == 0) {
+    /// Takes back a capture after its job: emptied and kept for reuse,
+    /// unless a process that the job left running may still write to it.
+    pub fn give_back(&mut self, mut capture: Capture, still_shared: bool) {
+        use std::io::Seek;
+        // The job's process moved the shared file position; the next job
+        // must write from the start.
+        let emptied =
+            !still_shared && capture.file.set_len(0).is_ok() && capture.file.seek(io::SeekFrom::Start(0)).is_ok();
+        if emptied {
             self.free.push(capture);
         } else {
             let _ = std::fs::remove_file(&capture.path);
@@ -183,23 +214,30 @@ pub struct JobFiles {
     pub dollar3: PathBuf,
     /// Where the script's stdout goes; `None` once it became the target.
     capture: Option<Capture>,
+    /// Where the script's stderr goes, when it is logged.
+    log: Option<Capture>,
     /// Stamp of the target before the script ran.
     before: Stamp,
 }
 
 impl JobFiles {
     /// Chooses the temporary paths for building `target`, removing any left
-    /// by an earlier run that died.
-    pub fn prepare(target: &Path, capture: Capture) -> Result<JobFiles, OutputError> {
+    /// by an earlier run that died. `log` receives stderr, when it is logged.
+    pub fn prepare(target: &Path, capture: Capture, log: Option<Capture>) -> Result<JobFiles, OutputError> {
         let dollar3 = sibling(target, ".", ".redo3.tmp");
         remove_any(&dollar3).map_err(|err| io_error("remove the stale temporary file", &dollar3, err))?;
         let before = Stamp::read_target(target).map_err(|err| io_error("read", target, err))?;
-        Ok(JobFiles { target: target.to_path_buf(), dollar3, capture: Some(capture), before })
+        Ok(JobFiles { target: target.to_path_buf(), dollar3, capture: Some(capture), log, before })
     }
 
     /// The stdout capture, while the job owns it.
     pub fn capture(&self) -> Option<&Capture> {
         self.capture.as_ref()
+    }
+
+    /// The stderr capture, when stderr is logged.
+    pub fn log(&self) -> Option<&Capture> {
+        self.log.as_ref()
     }
 
     /// Checks what a successful script produced and moves it into place.
@@ -209,7 +247,7 @@ impl JobFiles {
         let after = Stamp::read_target(&self.target).map_err(|err| io_error("read", &self.target, err))?;
         let dollar3 = Stamp::read_target(&self.dollar3).map_err(|err| io_error("read", &self.dollar3, err))?;
         let stdout_len = match &self.capture {
-            Some(capture) => capture.len().map_err(|err| io_error("read", &capture.path, err))?,
+            Some(capture) => capture.size().map_err(|err| io_error("read", &capture.path, err))?,
             None => 0,
         };
 
@@ -263,9 +301,9 @@ impl JobFiles {
         let _ = std::fs::remove_file(sibling(&self.target, ".", ".redo1.tmp"));
     }
 
-    /// Returns the stdout capture to the pool, or deletes it.
+    /// Returns the captures to the pool, or deletes them.
     pub fn release(&mut self, pool: &mut CapturePool, still_shared: bool) {
-        if let Some(capture) = self.capture.take() {
+        for capture in [self.capture.take(), self.log.take()].into_iter().flatten() {
             pool.give_back(capture, still_shared);
         }
     }
@@ -306,7 +344,7 @@ mod tests {
 
         fn prepare(&mut self, name: &str) -> JobFiles {
             let capture = self.pool.take().expect("capture");
-            JobFiles::prepare(&self.dir.path().join(name), capture).expect("prepare")
+            JobFiles::prepare(&self.dir.path().join(name), capture, None).expect("prepare")
         }
 
         fn path(&self, name: &str) -> PathBuf {
@@ -477,6 +515,26 @@ mod tests {
             .and_then(|value| u32::from_str_radix(value.trim(), 8).ok())
             .expect("umask");
         assert_eq!(mode, 0o666 & !umask);
+    }
+
+    #[test]
+    fn capture_with_output_is_emptied_for_reuse() {
+        let mut setup = Setup::new();
+        let capture = setup.pool.take().expect("capture");
+        let log = setup.pool.take().expect("log");
+        let mut files = JobFiles::prepare(&setup.path("out"), capture, Some(log)).expect("prepare");
+        let mut child = files.log().expect("log").for_child().expect("clone");
+        child.write_all(b"first line\nsecond").expect("write");
+        assert_eq!(files.log().expect("log").read_from(6, 100).expect("read"), b"line\nsecond");
+        assert_eq!(files.log().expect("log").read_from(0, 5).expect("read"), b"first");
+        std::fs::write(&files.dollar3, b"x").expect("write $3");
+        files.install(false).expect("install");
+        files.release(&mut setup.pool, false);
+        drop(child);
+        let reused = setup.pool.take().expect("capture");
+        let mut next_child = reused.for_child().expect("clone");
+        next_child.write_all(b"new").expect("write");
+        assert_eq!(reused.read_from(0, 100).expect("read"), b"new");
     }
 
     #[test]

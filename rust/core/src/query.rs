@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::paths;
 use crate::stamp::{FileKind, Stamp, content_hash, target_hash};
-use crate::store::{DepKind, DepRecord, FileRecord, Store, StoreError, flags};
+use crate::store::{DepKind, DepRecord, FileRecord, LogRecord, Store, StoreError, flags};
 
 /// Lists the absolute paths of every target (`targets`) or every source.
 pub fn list(top: &Path, targets: bool) -> Result<Vec<PathBuf>, StoreError> {
@@ -191,4 +191,34 @@ fn file_changed(abs: &Path, record: &FileRecord, stamp: &Stamp) -> bool {
         Ok(None) => *stamp != record.stamp,
         Err(_) => true,
     }
+}
+
+/// What `redo-log` shows of one target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetLog {
+    /// Whether redo builds the file (otherwise it is a source).
+    pub is_target: bool,
+    /// Whether a build of it is under way or was cut short.
+    pub building: bool,
+    /// Id of the run that last built it.
+    pub built_run: i64,
+    /// Its stored log, if it was built with logging on.
+    pub log: Option<LogRecord>,
+    /// Keys of the files it depends on with `redo-ifchange`, in order.
+    pub deps: Vec<PathBuf>,
+}
+
+/// Reads what `redo-log` needs to know of the target with the given key.
+pub fn target_log(top: &Path, key: &Path) -> Result<Option<TargetLog>, StoreError> {
+    let Some(store) = Store::open_read_only(top)? else { return Ok(None) };
+    let Some(record) = store.file(key)? else { return Ok(None) };
+    let Some(id) = record.id else { return Ok(None) };
+    let deps = store.deps(id)?.into_iter().filter(|dep| dep.kind == DepKind::IfChange).map(|dep| dep.key).collect();
+    Ok(Some(TargetLog {
+        is_target: record.is_target,
+        building: record.has(flags::BUILDING),
+        built_run: record.built_run,
+        log: store.log(id)?,
+        deps,
+    }))
 }

@@ -21,6 +21,14 @@ pub enum EventKind {
     /// A target waits for, or got, the lock that another run held (shown
     /// with `--debug-locks`).
     Lock = 5,
+    /// One line that a script wrote to stderr; `count` is the number of
+    /// scripts running at that moment, so above 1 the line needs its target.
+    Output = 6,
+    /// A job ended; `count` is 0 when its target was built.
+    Done = 7,
+    /// Time passed: for a status line; `count` is the number of targets
+    /// that wait for a job token.
+    Tick = 8,
 }
 
 /// One event.
@@ -34,6 +42,9 @@ pub struct Event {
     pub depth: usize,
     /// Human-readable detail; empty for [`EventKind::Build`].
     pub message: String,
+    /// A number whose meaning depends on the kind: the process id of the
+    /// job for [`EventKind::Build`], otherwise as the kind says.
+    pub count: u64,
 }
 
 /// Receives the engine's events.

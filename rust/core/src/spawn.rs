@@ -112,7 +112,7 @@ fn signal_set(signals: &[libc::c_int]) -> libc::sigset_t {
 /// Starts a job's process in a new process group. `program` is the path of
 /// `argv[0]`, already looked up on the job's PATH.
 pub(crate) fn spawn(spec: JobSpec, program: &Path, use_pidfd: bool) -> io::Result<Child> {
-    let JobSpec { argv, cwd, env, stdout, inherit } = spec;
+    let JobSpec { argv, cwd, env, stdout, stderr, inherit } = spec;
     if argv.is_empty() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command line"));
     }
@@ -140,6 +140,9 @@ pub(crate) fn spawn(spec: JobSpec, program: &Path, use_pidfd: bool) -> io::Resul
         // stdout first: if stdin were closed in the engine, the capture could
         // sit on descriptor 0, and opening /dev/null there would replace it.
         check(libc::posix_spawn_file_actions_adddup2(&mut actions.0, stdout.as_raw_fd(), 1))?;
+        if let Some(stderr) = &stderr {
+            check(libc::posix_spawn_file_actions_adddup2(&mut actions.0, stderr.as_raw_fd(), 2))?;
+        }
         check(libc::posix_spawn_file_actions_addopen(&mut actions.0, 0, c"/dev/null".as_ptr(), libc::O_RDONLY, 0))?;
         check(libc::posix_spawn_file_actions_addchdir_np(&mut actions.0, cwd.as_ptr()))?;
         // dup2 of a descriptor onto itself clears its close-on-exec flag
@@ -163,6 +166,7 @@ pub(crate) fn spawn(spec: JobSpec, program: &Path, use_pidfd: bool) -> io::Resul
         Pid::from_raw(pid)
     };
     drop(stdout);
+    drop(stderr);
     let pidfd = if use_pidfd { pidfd_open(pid).ok() } else { None };
     Ok(Child { pid, pidfd })
 }
@@ -266,6 +270,7 @@ mod tests {
             cwd: std::env::temp_dir(),
             env: vec![(OsString::from("PATH"), OsString::from("/usr/bin:/bin"))],
             stdout,
+            stderr: None,
             inherit: Vec::new(),
         }
     }

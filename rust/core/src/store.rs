@@ -100,6 +100,46 @@ pub struct DepRecord {
     pub generation: i64,
 }
 
+/// The stderr of a target's last build.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogRecord {
+    /// Id of the run that built the target.
+    pub run: i64,
+    /// What the script wrote to stderr.
+    pub content: Vec<u8>,
+    /// Where in `content` the build of each dependency started: byte offset
+    /// and the dependency's key, in order.
+    pub children: Vec<(u64, PathBuf)>,
+    /// While the target is being built: the file its stderr goes to.
+    pub live: Option<PathBuf>,
+}
+
+fn encode_children(children: &[(u64, PathBuf)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (offset, key) in children {
+        let key = key.as_os_str().as_bytes();
+        out.extend_from_slice(&offset.to_le_bytes());
+        out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        out.extend_from_slice(key);
+    }
+    out
+}
+
+fn decode_children(mut data: &[u8]) -> Vec<(u64, PathBuf)> {
+    let mut children = Vec::new();
+    while data.len() >= 12 {
+        let mut offset = [0u8; 8];
+        offset.copy_from_slice(&data[..8]);
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&data[8..12]);
+        let len = u32::from_le_bytes(len) as usize;
+        let Some(key) = data.get(12..12 + len) else { break };
+        children.push((u64::from_le_bytes(offset), PathBuf::from(OsStr::from_bytes(key))));
+        data = &data[12 + len..];
+    }
+    children
+}
+
 /// Why the state database cannot be used.
 #[derive(Debug)]
 pub enum StoreError {
@@ -174,6 +214,18 @@ CREATE TABLE runs (
     command     TEXT NOT NULL
 );
 ";
+
+/// Schema changes, in order: entry `i` brings version `i + 1` to `i + 2`.
+const MIGRATIONS: &[&str] = &[
+    // 2: the stderr of each target's last build.
+    "CREATE TABLE logs (
+        target      INTEGER PRIMARY KEY,
+        run         INTEGER NOT NULL,
+        content     BLOB NOT NULL,
+        children    BLOB NOT NULL,
+        live        BLOB
+    );",
+];
 
 const FILE_COLUMNS: &str = "id, is_target, kind, ino, size, mtime_ns, ctime_ns, seen_ns, hash, \
                             generation, flags, stamp_hash, built_run";
@@ -282,14 +334,20 @@ impl Store {
         let failed = |err: rusqlite::Error| StoreError::Failed { path: path.clone(), detail: err.to_string() };
         let tx = rusqlite::Transaction::new(&mut self.conn, TransactionBehavior::Immediate).map_err(failed)?;
         let version: i32 = tx.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(failed)?;
-        if version != SCHEMA_VERSION {
+        if version == 0 {
             let tables: i64 =
                 tx.query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0)).map_err(failed)?;
             if tables > 0 {
-                return Err(corrupt(format!("it holds tables but schema version {version}, which redors never wrote")));
+                return Err(corrupt("it holds tables but no schema version, which redors never writes".into()));
             }
-            tx.execute_batch(&format!("{SCHEMA} PRAGMA user_version = {SCHEMA_VERSION};")).map_err(failed)?;
+            tx.execute_batch(SCHEMA).map_err(failed)?;
         }
+        for (index, step) in MIGRATIONS.iter().enumerate() {
+            if version.max(1) <= index as i32 + 1 {
+                tx.execute_batch(step).map_err(failed)?;
+            }
+        }
+        tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};")).map_err(failed)?;
         tx.commit().map_err(failed)
     }
 
@@ -349,6 +407,27 @@ impl Store {
             })
             .map_err(|err| self.error(err))?;
         rows.collect::<std::result::Result<Vec<_>, _>>().map_err(|err| self.error(err))
+    }
+
+    /// Loads the log of a target's last build, or of the build under way.
+    pub fn log(&self, target: i64) -> Result<Option<LogRecord>> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT run, content, children, live FROM logs WHERE target = ?1")
+            .map_err(|err| self.error(err))?;
+        statement
+            .query_row(params![target], |row| {
+                let children: Vec<u8> = row.get(2)?;
+                let live: Option<Vec<u8>> = row.get(3)?;
+                Ok(LogRecord {
+                    run: row.get(0)?,
+                    content: row.get(1)?,
+                    children: decode_children(&children),
+                    live: live.map(|path| PathBuf::from(OsStr::from_bytes(&path))),
+                })
+            })
+            .optional()
+            .map_err(|err| self.error(err))
     }
 
     /// Runs `body` in one write transaction, committed when it returns `Ok`.
@@ -429,6 +508,22 @@ impl Writer<'_> {
                 .map_err(|err| self.error(err))?;
         }
         Ok(())
+    }
+
+    /// Stores the log of a target's build; `live` names the file that
+    /// receives it while the build runs.
+    pub fn put_log(&self, target: i64, log: &LogRecord) -> Result<()> {
+        let live = log.live.as_ref().map(|path| path.as_os_str().as_bytes());
+        self.tx
+            .prepare_cached(
+                "INSERT INTO logs (target, run, content, children, live) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT(target) DO UPDATE SET run = ?2, content = ?3, children = ?4, live = ?5",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![target, log.run, log.content, encode_children(&log.children), live])
+            })
+            .map(|_| ())
+            .map_err(|err| self.error(err))
     }
 
     /// Records the start of a run and returns its id.
@@ -560,6 +655,38 @@ mod tests {
         assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
         let err = Store::open_read_only(dir.path()).err().expect("must fail");
         assert!(matches!(err, StoreError::TooNew { .. }));
+    }
+
+    #[test]
+    fn log_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::create(dir.path()).expect("create");
+        let mut target = sample();
+        let log = LogRecord {
+            run: 3,
+            content: b"compiling\nwarning: x\n".to_vec(),
+            children: vec![(10, PathBuf::from("a.o")), (20, PathBuf::from("sub/b c.o"))],
+            live: None,
+        };
+        let id = store.write(|w| w.put_file(Path::new("prog"), &mut target)).expect("write");
+        store.write(|w| w.put_log(id, &log)).expect("write log");
+        assert_eq!(store.log(id).expect("read"), Some(log));
+        assert_eq!(store.log(id + 1).expect("read"), None);
+    }
+
+    #[test]
+    fn version_one_database_is_migrated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = db_path(dir.path());
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(&format!("{SCHEMA} PRAGMA user_version = 1;")).expect("old schema");
+        conn.execute("INSERT INTO files (path, is_target) VALUES (x'61', 1)", []).expect("insert");
+        drop(conn);
+        let store = Store::create(dir.path()).expect("migrate");
+        assert_eq!(store.user_version().expect("version"), SCHEMA_VERSION);
+        assert!(store.file(Path::new("a")).expect("load").is_some_and(|record| record.is_target));
+        assert_eq!(store.log(1).expect("logs table"), None);
     }
 
     #[test]

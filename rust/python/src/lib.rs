@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyOSError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict};
 
 use redors_core::constants::{self, env, exit};
 use redors_core::engine::{self, Config, RunOutcome};
@@ -38,7 +38,7 @@ struct PyResolver(Py<PyAny>);
 impl Resolver for PyResolver {
     fn resolve(&self, target: &Path) -> Result<Resolution, String> {
         Python::attach(|py| {
-            let found = self.0.call1(py, (target,)).map_err(|err| err.to_string())?;
+            let found = self.0.call1(py, (target.as_os_str(),)).map_err(|err| err.to_string())?;
             let (dofile, arg1, arg2, missing): (Option<PathBuf>, OsString, OsString, Vec<PathBuf>) =
                 found.extract(py).map_err(|err| format!("the .do resolver returned an invalid value: {err}"))?;
             Ok(Resolution { found: dofile.map(|dofile| DoMatch { dofile, arg1, arg2 }), missing })
@@ -52,7 +52,7 @@ struct PyReporter(Py<PyAny>);
 impl Reporter for PyReporter {
     fn report(&self, event: &Event) {
         Python::attach(|py| {
-            let args = (event.kind as i32, &event.target, event.depth, &event.message);
+            let args = (event.kind as i32, event.target.as_os_str(), event.depth, &event.message, event.count);
             if let Err(err) = self.0.call1(py, args) {
                 err.write_unraisable(py, None);
             }
@@ -64,12 +64,19 @@ fn state_error(err: StoreError) -> PyErr {
     StateError::new_err(err.to_string())
 }
 
+/// Converts paths for Python, which gets them as `str` (undecodable bytes
+/// become surrogate escapes, as in `os.fsdecode`).
+fn strings(paths: Vec<PathBuf>) -> Vec<OsString> {
+    paths.into_iter().map(PathBuf::into_os_string).collect()
+}
+
 /// Runs a build and returns `(exit status, failed targets)`.
 #[pyfunction]
 #[pyo3(signature = (
     *, top, startdir, targets, force, resolver, reporter, command, env,
     client_dir=None, python=None, jobs=None, keep_going=false, xtrace=false, verbose=false,
     debug=false, wait_background=false, use_pidfd=true, debug_locks=false, shuffle=false,
+    log=true, status_interval_ms=0,
 ))]
 #[allow(clippy::too_many_arguments)] // Mirrors the keyword-only Python signature.
 fn run(
@@ -93,7 +100,9 @@ fn run(
     use_pidfd: bool,
     debug_locks: bool,
     shuffle: bool,
-) -> PyResult<(i32, Vec<PathBuf>)> {
+    log: bool,
+    status_interval_ms: u64,
+) -> PyResult<(i32, Vec<OsString>)> {
     let config = Config {
         top,
         startdir,
@@ -110,12 +119,14 @@ fn run(
         use_pidfd,
         debug_locks,
         shuffle,
+        log,
+        status_interval_ms,
     };
     let resolver = PyResolver(resolver);
     let reporter = PyReporter(reporter);
     let result = py.detach(|| redors_core::engine::run(&config, &targets, force, &resolver, &reporter));
     match result {
-        Ok(RunOutcome::Failed(failed)) => Ok((exit::FAILED, failed)),
+        Ok(RunOutcome::Failed(failed)) => Ok((exit::FAILED, strings(failed))),
         Ok(outcome) => Ok((outcome.exit_status(), Vec::new())),
         Err(engine::EngineError::State(err)) => Err(state_error(err)),
         Err(err) => Err(EngineError::new_err(err.to_string())),
@@ -125,32 +136,53 @@ fn run(
 /// Finds the top of the tree for a run that starts at `start`.
 #[pyfunction]
 #[pyo3(signature = (start, home=None))]
-fn find_top(start: PathBuf, home: Option<PathBuf>) -> PathBuf {
-    top::find_top(&start, home.as_deref())
+fn find_top(start: PathBuf, home: Option<PathBuf>) -> OsString {
+    top::find_top(&start, home.as_deref()).into_os_string()
 }
 
 /// Returns the deepest directory that contains all of `dirs`.
 #[pyfunction]
-fn common_ancestor(dirs: Vec<PathBuf>) -> PathBuf {
-    top::common_ancestor(&dirs)
+fn common_ancestor(dirs: Vec<PathBuf>) -> OsString {
+    top::common_ancestor(&dirs).into_os_string()
 }
 
 /// Lists the targets (or the sources) recorded in the tree at `top`.
 #[pyfunction]
-fn list_files(top: PathBuf, targets: bool) -> PyResult<Vec<PathBuf>> {
-    query::list(&top, targets).map_err(state_error)
+fn list_files(top: PathBuf, targets: bool) -> PyResult<Vec<OsString>> {
+    query::list(&top, targets).map(strings).map_err(state_error)
 }
 
 /// Lists the targets of the tree at `top` that the next run would rebuild.
 #[pyfunction]
-fn out_of_date(top: PathBuf) -> PyResult<Vec<PathBuf>> {
-    query::out_of_date(&top).map_err(state_error)
+fn out_of_date(top: PathBuf) -> PyResult<Vec<OsString>> {
+    query::out_of_date(&top).map(strings).map_err(state_error)
+}
+
+/// Returns what `redo-log` needs of a target, by key:
+/// `(is_target, building, built_run, log, deps)` where `log` is
+/// `(run, content, [(offset, child key)], live path)` or None.
+/// A stored log as Python gets it: `(run, content, [(offset, child key)], live path)`.
+type PyLog = (i64, Py<PyBytes>, Vec<(u64, OsString)>, Option<OsString>);
+
+#[pyfunction]
+#[allow(clippy::type_complexity)] // The tuple is the Python-facing shape.
+fn target_log(
+    py: Python<'_>,
+    top: PathBuf,
+    key: PathBuf,
+) -> PyResult<Option<(bool, bool, i64, Option<PyLog>, Vec<OsString>)>> {
+    let Some(found) = query::target_log(&top, &key).map_err(state_error)? else { return Ok(None) };
+    let log = found.log.map(|log| {
+        let children = log.children.into_iter().map(|(offset, key)| (offset, key.into_os_string())).collect();
+        (log.run, PyBytes::new(py, &log.content).unbind(), children, log.live.map(PathBuf::into_os_string))
+    });
+    Ok(Some((found.is_target, found.building, found.built_run, log, strings(found.deps))))
 }
 
 /// Unpacks the inner commands under `root` (once) and returns their directory.
 #[pyfunction]
-fn install_client(root: PathBuf) -> PyResult<PathBuf> {
-    install::install_client(&root, CLIENT_PROGRAM, CLIENT_HASH).map_err(|err| {
+fn install_client(root: PathBuf) -> PyResult<OsString> {
+    install::install_client(&root, CLIENT_PROGRAM, CLIENT_HASH).map(PathBuf::into_os_string).map_err(|err| {
         PyOSError::new_err(format!("cannot unpack the redors inner commands into '{}': {err}", root.display()))
     })
 }
@@ -202,6 +234,9 @@ fn add_constants(module: &Bound<'_, PyModule>) -> PyResult<()> {
         EventKind::Explain,
         EventKind::Background,
         EventKind::Lock,
+        EventKind::Output,
+        EventKind::Done,
+        EventKind::Tick,
     ] {
         kinds.set_item(format!("{kind:?}").to_uppercase(), kind as i32)?;
     }
@@ -223,5 +258,6 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(list_files, module)?)?;
     module.add_function(wrap_pyfunction!(out_of_date, module)?)?;
     module.add_function(wrap_pyfunction!(install_client, module)?)?;
+    module.add_function(wrap_pyfunction!(target_log, module)?)?;
     Ok(())
 }

@@ -7,13 +7,13 @@ use std::path::Path;
 
 use crate::constants::env;
 use crate::engine::Config;
-use crate::locks::{LOCK_FILE, Locks};
 use crate::output::{JobFiles, Produced};
 use crate::paths;
 use crate::report::EventKind;
 use crate::resolve::DoMatch;
 use crate::spawn::Background;
 use crate::stamp::{FileKind, Stamp, now_ns, target_hash};
+use crate::store::LogRecord;
 use crate::store::{DepKind, flags};
 use crate::tokens::Handoff;
 
@@ -142,7 +142,14 @@ impl Scheduler<'_> {
         let job_id = self.next_job;
         self.next_job += 1;
         let dofile = self.relative(&found.dofile);
-        let prepared = self.captures.take().and_then(|capture| JobFiles::prepare(&self.graph[id].abs, capture));
+        let log = match self.config.log {
+            true => self.captures.take().map(Some),
+            false => Ok(None),
+        };
+        let prepared = log.and_then(|log| {
+            let capture = self.captures.take()?;
+            JobFiles::prepare(&self.graph[id].abs, capture, log)
+        });
         let mut files = match prepared {
             Ok(files) => files,
             Err(err) => return self.fail(id, Failure::Output { dofile, err }),
@@ -162,6 +169,14 @@ impl Scheduler<'_> {
             }
             None => return self.finish(id, Outcome::Failed),
         };
+        let stderr_for_child = match files.log().map(|log| log.for_child()).transpose() {
+            Ok(file) => file,
+            Err(err) => {
+                files.release(&mut self.captures, false);
+                return self.fail(id, Failure::Spawn { dofile, err });
+            }
+        };
+        let live = files.log().map(|log| log.path().to_path_buf());
 
         // The target depends on every candidate .do file that did not exist,
         // then on the one that ran.
@@ -176,17 +191,32 @@ impl Scheduler<'_> {
         // Commit the BUILDING mark before the script can touch anything, so
         // that a run killed from here on rebuilds the target next time
         // instead of mistaking the new file for a hand edit.
+        // The log row names the file that receives stderr while the build
+        // runs, for redo-log --follow.
         self.load(id);
         let record = self.record_mut(id);
         record.is_target = true;
         record.set(flags::BUILDING, true);
-        if !self.save() {
+        let run = self.run_id;
+        let saved = self.write(|w, graph| match (graph[id].record.as_ref().and_then(|record| record.id), live) {
+            (Some(row), Some(live)) => w.put_log(row, &LogRecord { run, live: Some(live), ..LogRecord::default() }),
+            _ => Ok(()),
+        });
+        if saved.is_none() {
             return self.finish(id, Outcome::Failed);
         }
+        self.mark_child(id);
 
         let env = self.job_env(id, &found, job_id);
         let inherit = self.tokens.handoff().map(|handoff| handoff.inherit.clone()).unwrap_or_default();
-        let spec = JobSpec { argv, cwd: found.dir().to_path_buf(), env, stdout: stdout_for_child, inherit };
+        let spec = JobSpec {
+            argv,
+            cwd: found.dir().to_path_buf(),
+            env,
+            stdout: stdout_for_child,
+            stderr: stderr_for_child,
+            inherit,
+        };
         self.jobs.insert(
             job_id,
             Job {
@@ -199,84 +229,24 @@ impl Scheduler<'_> {
                 outstanding: Vec::new(),
                 token: self.tokens.take(),
                 failed_deps: Vec::new(),
+                log_offset: 0,
+                partial: Vec::new(),
+                children: Vec::new(),
             },
         );
         self.graph[id].state = State::Running(job_id);
-        self.report(EventKind::Build, id, String::new());
         self.actions.push_back(Action::Spawn { job: job_id, spec });
+    }
+
+    /// Reports that a job's process started.
+    pub fn job_started(&mut self, job: JobId, pid: u32) {
+        if let Some(running) = self.jobs.get(&job) {
+            self.report_count(EventKind::Build, running.node, String::new(), u64::from(pid));
+        }
     }
 
     /// Returns the environment of a job: the run's shared part plus what
     /// depends on the job.
-    /// Takes the cross-run lock of a target about to be built. Returns false
-    /// when the node cannot start now: another run holds the lock (the node
-    /// then waits for it), or the lock file cannot be used (the node failed).
-    fn lock_target(&mut self, id: NodeId) -> bool {
-        let dir = self.top().join(crate::constants::STATE_DIR);
-        if self.locks.is_none() {
-            match Locks::open(&dir) {
-                Ok(locks) => self.locks = Some(locks),
-                Err(err) => {
-                    self.fail(id, Failure::Io { path: dir.join(LOCK_FILE), err });
-                    return false;
-                }
-            }
-        }
-        let Some(locks) = &self.locks else { return false };
-        match locks.try_lock(&self.graph[id].key) {
-            Ok(true) => true,
-            Ok(false) => {
-                self.graph[id].state = State::WaitingForLock;
-                self.lock_waiters.push(id);
-                let message = format!("waiting for {}: another redo is building it", self.quoted(id));
-                self.report_lock(id, message);
-                false
-            }
-            Err(err) => {
-                self.fail(id, Failure::Io { path: dir.join(LOCK_FILE), err });
-                false
-            }
-        }
-    }
-
-    /// Releases the cross-run lock of a target.
-    fn unlock_target(&mut self, id: NodeId) {
-        if let Some(locks) = &self.locks {
-            locks.unlock(&self.graph[id].key);
-        }
-    }
-
-    /// Tells whether some target waits for a lock that another run holds.
-    pub fn waiting_for_locks(&self) -> bool {
-        !self.lock_waiters.is_empty()
-    }
-
-    /// Checks again the targets whose lock another run released: that run
-    /// may have built them, so their state is read afresh from the database.
-    pub fn retry_locks(&mut self) {
-        let Some(locks) = &self.locks else { return };
-        let (free, held): (Vec<NodeId>, Vec<NodeId>) = std::mem::take(&mut self.lock_waiters)
-            .into_iter()
-            .partition(|&id| !locks.is_held_elsewhere(&self.graph[id].key).unwrap_or(false));
-        self.lock_waiters = held;
-        for id in free {
-            let message = format!("{} is free again; checking it", self.quoted(id));
-            self.report_lock(id, message);
-            let node = &mut self.graph[id];
-            node.loaded = false;
-            node.record = None;
-            node.state = State::Idle;
-            let forced = node.forced && !node.built;
-            self.visit(id, forced);
-        }
-    }
-
-    fn report_lock(&self, id: NodeId, message: String) {
-        if self.config.debug_locks {
-            self.report(EventKind::Lock, id, message);
-        }
-    }
-
     fn job_env(&self, id: NodeId, found: &DoMatch, job: JobId) -> Vec<(OsString, OsString)> {
         let mut vars = Vec::with_capacity(self.base_env.len() + 5);
         vars.extend_from_slice(&self.base_env);
@@ -299,7 +269,7 @@ impl Scheduler<'_> {
         }
         running.files.discard();
         running.files.release(&mut self.captures, false);
-        self.mark_failed(running.node);
+        self.mark_failed(running.node, None);
         self.unlock_target(running.node);
         self.fail(running.node, Failure::Spawn { dofile: running.dofile, err });
     }
@@ -307,6 +277,7 @@ impl Scheduler<'_> {
     /// Handles the exit of a job's process. `background` lists the processes
     /// it started that still run; they may still hold its stdout.
     pub fn job_exited(&mut self, job: JobId, status: ExitStatus, background: &[Background]) {
+        self.read_output(job, true);
         let Some(running) = self.jobs.remove(&job) else {
             return;
         };
@@ -314,6 +285,8 @@ impl Scheduler<'_> {
         self.complete_job(running, status, background);
         // Only now, with the new state committed, may another run look at it.
         self.unlock_target(id);
+        let failed = self.graph[id].outcome() != Some(Outcome::Ok);
+        self.report_count(EventKind::Done, id, String::new(), u64::from(failed));
     }
 
     fn complete_job(&mut self, mut running: Job, status: ExitStatus, background: &[Background]) {
@@ -332,10 +305,11 @@ impl Scheduler<'_> {
             );
             self.report(EventKind::Background, id, message);
         }
+        let log = self.log_record(&running);
         if !status.success() {
             running.files.discard();
             running.files.release(&mut self.captures, shared_stdout);
-            self.mark_failed(id);
+            self.mark_failed(id, log.as_ref());
             let failure = Failure::Script { status, dofile: running.dofile, failed_deps: running.failed_deps };
             return self.fail(id, failure);
         }
@@ -347,11 +321,11 @@ impl Scheduler<'_> {
         let produced = match installed {
             Ok(produced) => produced,
             Err(err) => {
-                self.mark_failed(id);
+                self.mark_failed(id, log.as_ref());
                 return self.fail(id, Failure::Output { dofile: running.dofile, err });
             }
         };
-        match self.record_build(id, &running, produced) {
+        match self.record_build(id, &running, produced, log.as_ref()) {
             Ok(()) => {
                 self.graph[id].built = true;
                 self.finish(id, Outcome::Ok);
@@ -360,15 +334,25 @@ impl Scheduler<'_> {
         }
     }
 
-    fn mark_failed(&mut self, id: NodeId) {
+    /// Records that a target's build failed, with its log when there is one.
+    fn mark_failed(&mut self, id: NodeId, log: Option<&LogRecord>) {
         let record = self.record_mut(id);
         record.set(flags::BUILDING, false);
         record.set(flags::FAILED, true);
-        self.save();
+        self.write(|w, graph| match (graph[id].record.as_ref().and_then(|record| record.id), log) {
+            (Some(row), Some(log)) => w.put_log(row, log),
+            _ => Ok(()),
+        });
     }
 
     /// Stores the new state of a built target and its dependencies.
-    fn record_build(&mut self, id: NodeId, job: &Job, produced: Produced) -> std::io::Result<()> {
+    fn record_build(
+        &mut self,
+        id: NodeId,
+        job: &Job,
+        produced: Produced,
+        log: Option<&LogRecord>,
+    ) -> std::io::Result<()> {
         let abs = self.graph[id].abs.clone();
         let stamp = Stamp::read_target(&abs)?;
         let hash = target_hash(&abs, &stamp)?;
@@ -428,7 +412,11 @@ impl Scheduler<'_> {
                 })
                 .filter(|&(dep, _, _)| dep != target)
                 .collect();
-            w.set_deps(target, &edges)
+            w.set_deps(target, &edges)?;
+            match log {
+                Some(log) => w.put_log(target, log),
+                None => Ok(()),
+            }
         });
         Ok(())
     }

@@ -87,6 +87,8 @@ pub(crate) struct Node {
     pub force_pending: bool,
     /// Whether a forced build was asked for in this run.
     pub forced: bool,
+    /// The target whose script first asked for this one, if any.
+    pub requested_by: Option<NodeId>,
     /// Whether the "cannot build" message for a missing node was shown.
     pub reported_missing: bool,
 }
@@ -119,6 +121,7 @@ impl Graph {
             built: false,
             force_pending: false,
             forced: false,
+            requested_by: None,
             reported_missing: false,
         });
         self.index.insert(key, id);

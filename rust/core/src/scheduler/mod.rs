@@ -14,6 +14,8 @@
 mod build;
 mod check;
 mod graph;
+mod locking;
+mod logs;
 mod requests;
 
 use std::cmp::Reverse;
@@ -78,6 +80,8 @@ pub(crate) struct JobSpec {
     pub env: Vec<(OsString, OsString)>,
     /// File that receives the script's stdout.
     pub stdout: File,
+    /// File that receives the script's stderr; `None` leaves the engine's.
+    pub stderr: Option<File>,
     /// Descriptors that the script inherits (the jobserver pipe).
     pub inherit: Vec<std::os::fd::RawFd>,
 }
@@ -121,6 +125,12 @@ pub(crate) struct Job {
     token: Option<Token>,
     /// Dependencies that failed while the job waited for them.
     failed_deps: Vec<NodeId>,
+    /// How much of the job's stderr was read.
+    log_offset: u64,
+    /// Read stderr that does not end with a newline yet.
+    partial: Vec<u8>,
+    /// Where in the job's stderr the builds it asked for started.
+    children: Vec<(u64, PathBuf)>,
 }
 
 /// The scheduler of one run.
@@ -266,7 +276,13 @@ impl<'a> Scheduler<'a> {
     /// Takes the tokens that the jobserver delivered and uses them.
     pub fn collect_tokens(&mut self) {
         if let Some(message) = self.tokens.collect() {
-            self.reporter.report(&Event { kind: EventKind::Warning, target: PathBuf::new(), depth: 0, message });
+            self.reporter.report(&Event {
+                kind: EventKind::Warning,
+                target: PathBuf::new(),
+                depth: 0,
+                message,
+                count: 0,
+            });
         }
         self.pump();
     }
@@ -365,7 +381,23 @@ impl<'a> Scheduler<'a> {
     }
 
     fn report(&self, kind: EventKind, id: NodeId, message: String) {
-        self.reporter.report(&Event { kind, target: self.display(id), depth: self.graph[id].depth, message });
+        self.report_count(kind, id, message, 0);
+    }
+
+    fn report_count(&self, kind: EventKind, id: NodeId, message: String, count: u64) {
+        self.reporter.report(&Event { kind, target: self.display(id), depth: self.graph[id].depth, message, count });
+    }
+
+    /// Reports the passing of time, for a status line.
+    pub fn report_tick(&self) {
+        let queued = (self.queue.len() + self.lock_waiters.len()) as u64;
+        self.reporter.report(&Event {
+            kind: EventKind::Tick,
+            target: PathBuf::new(),
+            depth: 0,
+            message: String::new(),
+            count: queued,
+        });
     }
 
     /// Returns the next [`Priority`] position.

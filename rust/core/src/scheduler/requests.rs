@@ -121,6 +121,9 @@ impl Scheduler<'_> {
         let position = self.position();
         self.graph.place(id, &priority, position, depth);
         let node = &mut self.graph[id];
+        if node.requested_by.is_none() {
+            node.requested_by = parent;
+        }
         if force && !node.built && node.outcome() == Some(Outcome::Ok) {
             node.state = State::Idle;
         }

@@ -1,0 +1,77 @@
+//! Locks that keep two runs on one tree from building a target at once.
+
+use crate::locks::{LOCK_FILE, Locks};
+use crate::report::EventKind;
+
+use super::{Failure, NodeId, Scheduler, State};
+
+impl Scheduler<'_> {
+    /// Takes the cross-run lock of a target about to be built. Returns false
+    /// when the node cannot start now: another run holds the lock (the node
+    /// then waits for it), or the lock file cannot be used (the node failed).
+    pub(super) fn lock_target(&mut self, id: NodeId) -> bool {
+        let dir = self.top().join(crate::constants::STATE_DIR);
+        if self.locks.is_none() {
+            match Locks::open(&dir) {
+                Ok(locks) => self.locks = Some(locks),
+                Err(err) => {
+                    self.fail(id, Failure::Io { path: dir.join(LOCK_FILE), err });
+                    return false;
+                }
+            }
+        }
+        let Some(locks) = &self.locks else { return false };
+        match locks.try_lock(&self.graph[id].key) {
+            Ok(true) => true,
+            Ok(false) => {
+                self.graph[id].state = State::WaitingForLock;
+                self.lock_waiters.push(id);
+                let message = format!("waiting for {}: another redo is building it", self.quoted(id));
+                self.report_lock(id, message);
+                false
+            }
+            Err(err) => {
+                self.fail(id, Failure::Io { path: dir.join(LOCK_FILE), err });
+                false
+            }
+        }
+    }
+
+    /// Releases the cross-run lock of a target.
+    pub(super) fn unlock_target(&mut self, id: NodeId) {
+        if let Some(locks) = &self.locks {
+            locks.unlock(&self.graph[id].key);
+        }
+    }
+
+    /// Tells whether some target waits for a lock that another run holds.
+    pub fn waiting_for_locks(&self) -> bool {
+        !self.lock_waiters.is_empty()
+    }
+
+    /// Checks again the targets whose lock another run released: that run
+    /// may have built them, so their state is read afresh from the database.
+    pub fn retry_locks(&mut self) {
+        let Some(locks) = &self.locks else { return };
+        let (free, held): (Vec<NodeId>, Vec<NodeId>) = std::mem::take(&mut self.lock_waiters)
+            .into_iter()
+            .partition(|&id| !locks.is_held_elsewhere(&self.graph[id].key).unwrap_or(false));
+        self.lock_waiters = held;
+        for id in free {
+            let message = format!("{} is free again; checking it", self.quoted(id));
+            self.report_lock(id, message);
+            let node = &mut self.graph[id];
+            node.loaded = false;
+            node.record = None;
+            node.state = State::Idle;
+            let forced = node.forced && !node.built;
+            self.visit(id, forced);
+        }
+    }
+
+    fn report_lock(&self, id: NodeId, message: String) {
+        if self.config.debug_locks {
+            self.report(EventKind::Lock, id, message);
+        }
+    }
+}
