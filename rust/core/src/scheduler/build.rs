@@ -192,15 +192,16 @@ impl Scheduler<'_> {
         // that a run killed from here on rebuilds the target next time
         // instead of mistaking the new file for a hand edit.
         // The log row names the file that receives stderr while the build
-        // runs, for redo-log --follow.
+        // runs, for redo-log --follow. Without logging it is emptied, so
+        // that redo-log does not show the output of an older build.
         self.load(id);
         let record = self.record_mut(id);
         record.is_target = true;
         record.set(flags::BUILDING, true);
         let run = self.run_id;
-        let saved = self.write(|w, graph| match (graph[id].record.as_ref().and_then(|record| record.id), live) {
-            (Some(row), Some(live)) => w.put_log(row, &LogRecord { run, live: Some(live), ..LogRecord::default() }),
-            _ => Ok(()),
+        let saved = self.write(|w, graph| match graph[id].record.as_ref().and_then(|record| record.id) {
+            Some(row) => w.put_log(row, &LogRecord { run, live, ..LogRecord::default() }),
+            None => Ok(()),
         });
         if saved.is_none() {
             return self.finish(id, Outcome::Failed);
