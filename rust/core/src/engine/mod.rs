@@ -1,36 +1,38 @@
 //! The engine: one run of redors, from the requested targets to the exit
 //! status.
 //!
-//! The engine owns an epoll set with four kinds of sources: the signalfd,
-//! the listening socket, the connections of inner commands, and the pidfds
-//! of running jobs. Its loop is: let the scheduler do all the work it can,
+//! The engine owns an epoll set that watches the signalfd, the listening
+//! socket, the connections of inner commands, the pidfds of running jobs
+//! (and of the processes they left running, when asked to wait for them),
+//! the inotify descriptor that follows jobs' stderr, and the eventfd through
+//! which jobserver tokens arrive. Its loop is: let the scheduler do all the work it can,
 //! carry out the actions it produced (start processes, send replies), wait
 //! for the next event, dispatch it, and repeat until the requested targets
 //! are settled and no job runs.
 
+mod clients;
+mod processes;
+
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::fd::AsFd;
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+use nix::sys::inotify::{InitFlags, Inotify, WatchDescriptor};
 use nix::sys::signal::Signal;
-use nix::unistd::Pid;
 
 use crate::constants::exit;
 use crate::listener::Listener;
-use crate::protocol::{self, Reply};
 use crate::report::{Event, EventKind, Reporter};
 use crate::resolve::Resolver;
-use crate::scheduler::{Action, ClientId, ExitStatus, JobId, Scheduler};
+use crate::scheduler::{Action, ClientId, JobId, Scheduler};
 use crate::signals::Signals;
-use crate::spawn::{self, Background, Child};
+use crate::spawn;
 use crate::store::{Store, StoreError};
 use crate::tokens::Tokens;
 
@@ -241,25 +243,6 @@ impl Source {
     }
 }
 
-/// A connection from an inner command: the request arrives, then the reply
-/// leaves, then the connection closes.
-struct Connection {
-    stream: UnixStream,
-    input: Vec<u8>,
-    output: Vec<u8>,
-    /// Whether the request was handed to the scheduler.
-    dispatched: bool,
-}
-
-/// A job's process and what is known of its end.
-struct Proc {
-    child: Child,
-    /// Exit status of the script, kept while waiting for background processes.
-    exited: Option<ExitStatus>,
-    /// pidfds of background processes being waited for.
-    background: Vec<std::os::fd::OwnedFd>,
-}
-
 struct Engine<'a> {
     /// Watches the files that receive jobs' stderr; `None` without logs.
     inotify: Option<Inotify>,
@@ -274,9 +257,9 @@ struct Engine<'a> {
     epoll: Epoll,
     signals: Signals,
     listener: Listener,
-    clients: HashMap<ClientId, Connection>,
+    clients: HashMap<ClientId, clients::Connection>,
     next_client: ClientId,
-    procs: HashMap<JobId, Proc>,
+    procs: HashMap<JobId, processes::Proc>,
     /// Paths of the programs that started jobs, by name.
     programs: HashMap<OsString, PathBuf>,
 }
@@ -362,34 +345,6 @@ impl Engine<'_> {
         }
     }
 
-    fn start(&mut self, job: JobId, spec: crate::scheduler::JobSpec) {
-        let Some(program) = self.program_path(&spec) else {
-            let name = spec.argv.first().map(|arg| arg.to_string_lossy().into_owned()).unwrap_or_default();
-            let err = io::Error::new(io::ErrorKind::NotFound, format!("'{name}' not found on PATH"));
-            return self.scheduler.spawn_failed(job, err);
-        };
-        match spawn::spawn(spec, &program, self.use_pidfd) {
-            Ok(child) => {
-                let mut child = child;
-                if let Some(pidfd) = &child.pidfd {
-                    let event = EpollEvent::new(EpollFlags::EPOLLIN, Source::Job(job).encode());
-                    if self.epoll.add(pidfd.as_fd(), event).is_err() {
-                        // Poll this process instead.
-                        child.pidfd = None;
-                    }
-                }
-                self.scheduler.job_started(job, child.pid.as_raw() as u32);
-                if let (Some(inotify), Some(path)) = (&self.inotify, self.scheduler.log_path(job)) {
-                    if let Ok(watch) = inotify.add_watch(path, AddWatchFlags::IN_MODIFY) {
-                        self.watches.insert(watch, job);
-                    }
-                }
-                self.procs.insert(job, Proc { child, exited: None, background: Vec::new() });
-            }
-            Err(err) => self.scheduler.spawn_failed(job, err),
-        }
-    }
-
     /// How long to wait for events: forever, unless something must be
     /// polled or a status tick is due.
     fn timeout(&self) -> EpollTimeout {
@@ -428,123 +383,6 @@ impl Engine<'_> {
         }
     }
 
-    /// Finds the program of a job on the job's PATH, once per name and run.
-    fn program_path(&mut self, spec: &crate::scheduler::JobSpec) -> Option<PathBuf> {
-        let name = spec.argv.first()?;
-        if let Some(path) = self.programs.get(name) {
-            return Some(path.clone());
-        }
-        let path_value = spec.env.iter().find(|(key, _)| key == "PATH").map(|(_, value)| value.as_os_str());
-        let found = spawn::find_program(name, path_value.unwrap_or_default())?;
-        if found.is_absolute() {
-            self.programs.insert(name.clone(), found.clone());
-        }
-        Some(found)
-    }
-
-    /// Tells whether some process must be polled because no descriptor
-    /// reports its exit.
-    fn needs_polling(&self) -> bool {
-        self.procs.values().any(|proc| {
-            (proc.exited.is_none() && proc.child.pidfd.is_none())
-                || (proc.exited.is_some() && proc.background.is_empty())
-        })
-    }
-
-    fn poll_processes(&mut self) {
-        let jobs: Vec<JobId> = self.procs.keys().copied().collect();
-        for job in jobs {
-            match self.procs.get(&job).map(|proc| proc.exited.is_some()) {
-                Some(false) => self.reap(job),
-                Some(true) => self.check_background(job),
-                None => {}
-            }
-        }
-    }
-
-    /// Reaps a job's process if it exited, then finishes the job or starts
-    /// waiting for its background processes.
-    fn reap(&mut self, job: JobId) {
-        let Some(proc) = self.procs.get(&job) else {
-            return;
-        };
-        if proc.exited.is_some() {
-            return;
-        }
-        let status = match spawn::try_wait(&proc.child) {
-            Ok(Some(status)) => status,
-            Ok(None) => return,
-            // The process is gone in a way waitid cannot describe.
-            Err(_) => ExitStatus::Code(exit::FAILED),
-        };
-        if let Some(pidfd) = &proc.child.pidfd {
-            let _ = self.epoll.delete(pidfd.as_fd());
-        }
-        let pgid = proc.child.pid;
-        let members = spawn::group_members(pgid);
-        if members.is_empty() {
-            self.procs.remove(&job);
-            return self.job_exited(job, status, &[]);
-        }
-        if !self.wait_background {
-            self.procs.remove(&job);
-            return self.job_exited(job, status, &members);
-        }
-        if let Some(proc) = self.procs.get_mut(&job) {
-            proc.exited = Some(status);
-        }
-        self.watch_background(job, &members);
-    }
-
-    fn watch_background(&mut self, job: JobId, members: &[Background]) {
-        let Some(proc) = self.procs.get_mut(&job) else {
-            return;
-        };
-        proc.background.clear();
-        if !self.use_pidfd {
-            return;
-        }
-        for member in members {
-            if let Ok(pidfd) = spawn::pidfd_open(Pid::from_raw(member.pid)) {
-                let event = EpollEvent::new(EpollFlags::EPOLLIN, Source::Background(job).encode());
-                if self.epoll.add(pidfd.as_fd(), event).is_ok() {
-                    proc.background.push(pidfd);
-                }
-            }
-        }
-    }
-
-    /// Hands a job's end to the scheduler and stops watching its stderr.
-    fn job_exited(&mut self, job: JobId, status: ExitStatus, background: &[Background]) {
-        self.scheduler.job_exited(job, status, background);
-        self.watches.retain(|_, watched| *watched != job);
-    }
-
-    /// Finishes a job whose background processes have all exited.
-    fn check_background(&mut self, job: JobId) {
-        let Some(proc) = self.procs.get_mut(&job) else {
-            return;
-        };
-        let Some(status) = proc.exited else { return };
-        let members = spawn::group_members(proc.child.pid);
-        if !members.is_empty() {
-            let still_watched = proc.background.len();
-            if still_watched != members.len() {
-                for pidfd in proc.background.drain(..) {
-                    let _ = self.epoll.delete(pidfd.as_fd());
-                }
-                self.watch_background(job, &members);
-            }
-            return;
-        }
-        if let Some(proc) = self.procs.remove(&job) {
-            for pidfd in &proc.background {
-                let _ = self.epoll.delete(pidfd.as_fd());
-            }
-        }
-        self.job_exited(job, status, &[]);
-    }
-
     fn take_signals(&mut self) -> Option<Signal> {
         let mut stop = None;
         for signal in self.signals.take() {
@@ -556,183 +394,11 @@ impl Engine<'_> {
         stop
     }
 
-    fn accept_clients(&mut self) {
-        loop {
-            match self.listener.accept() {
-                Ok(Some(stream)) => {
-                    let id = self.next_client;
-                    self.next_client += 1;
-                    let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP;
-                    if self.epoll.add(stream.as_fd(), EpollEvent::new(flags, Source::Client(id).encode())).is_ok() {
-                        let connection =
-                            Connection { stream, input: Vec::new(), output: Vec::new(), dispatched: false };
-                        self.clients.insert(id, connection);
-                    }
-                }
-                Ok(None) | Err(_) => return,
-            }
-        }
-    }
-
-    fn serve_client(&mut self, id: ClientId, flags: EpollFlags) {
-        if flags.contains(EpollFlags::EPOLLOUT) {
-            self.flush_client(id);
-        }
-        if flags.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLHUP | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLERR)
-        {
-            self.read_client(id);
-        }
-    }
-
-    fn read_client(&mut self, id: ClientId) {
-        let Some(connection) = self.clients.get_mut(&id) else {
-            return;
-        };
-        let mut closed = false;
-        let mut chunk = [0u8; 8192];
-        loop {
-            match connection.stream.read(&mut chunk) {
-                Ok(0) => {
-                    closed = true;
-                    break;
-                }
-                Ok(count) => connection.input.extend_from_slice(&chunk[..count]),
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => {
-                    closed = true;
-                    break;
-                }
-            }
-        }
-        if !connection.dispatched {
-            match protocol::frame_len(&connection.input) {
-                Ok(Some(len)) if connection.input.len() >= len => {
-                    connection.dispatched = true;
-                    match protocol::Request::decode(&connection.input[..len]) {
-                        Ok(request) => self.scheduler.request(id, request),
-                        Err(err) => self.send_reply(id, &Reply::error(exit::FAILED, format!("redo: error: {err}"))),
-                    }
-                    return;
-                }
-                Ok(_) => {}
-                Err(err) => {
-                    connection.dispatched = true;
-                    return self.send_reply(id, &Reply::error(exit::FAILED, format!("redo: error: {err}")));
-                }
-            }
-        }
-        if closed {
-            self.drop_client(id);
-        }
-    }
-
-    fn send_reply(&mut self, id: ClientId, reply: &Reply) {
-        let Some(connection) = self.clients.get_mut(&id) else {
-            return;
-        };
-        connection.output = reply.encode();
-        self.flush_client(id);
-    }
-
-    fn flush_client(&mut self, id: ClientId) {
-        let Some(connection) = self.clients.get_mut(&id) else {
-            return;
-        };
-        while !connection.output.is_empty() {
-            match connection.stream.write(&connection.output) {
-                Ok(count) => {
-                    connection.output.drain(..count);
-                }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    let flags = EpollFlags::EPOLLOUT | EpollFlags::EPOLLRDHUP;
-                    let mut event = EpollEvent::new(flags, Source::Client(id).encode());
-                    let _ = self.epoll.modify(connection.stream.as_fd(), &mut event);
-                    return;
-                }
-                Err(_) => break,
-            }
-        }
-        self.close_client(id);
-    }
-
-    /// Forgets a connection whose peer went away before its reply.
-    fn drop_client(&mut self, id: ClientId) {
-        self.scheduler.client_gone(id);
-        self.close_client(id);
-    }
-
-    fn close_client(&mut self, id: ClientId) {
-        if let Some(connection) = self.clients.remove(&id) {
-            let _ = self.epoll.delete(connection.stream.as_fd());
-        }
-    }
-
     /// Stops every job after a signal and ends the run.
     fn interrupt(&mut self, signal: Signal) -> RunOutcome {
         let forwarded = if signal == Signal::SIGHUP { Signal::SIGTERM } else { signal };
         self.stop_jobs(forwarded);
         self.scheduler.finish_run(exit::SIGNAL_BASE + signal as i32);
         RunOutcome::Interrupted(signal as i32)
-    }
-
-    /// Sends `signal` to every job's process group and waits for the
-    /// scripts to exit, killing them after a grace period or at once on a
-    /// second signal. Then stops what is left in their groups: shells start
-    /// background commands with SIGINT ignored, so those get SIGTERM, and
-    /// SIGKILL if they outlive the grace period too. Finally removes the
-    /// jobs' temporary files.
-    fn stop_jobs(&mut self, signal: Signal) {
-        let groups: Vec<Pid> = self.procs.values().map(|proc| proc.child.pid).collect();
-        for &group in &groups {
-            spawn::signal_group(group, signal);
-        }
-        let deadline = Instant::now() + STOP_GRACE;
-        let mut killed = false;
-        while !self.procs.is_empty() {
-            self.procs.retain(|_, proc| proc.exited.is_none() && matches!(spawn::try_wait(&proc.child), Ok(None)));
-            if self.procs.is_empty() {
-                break;
-            }
-            let second_signal = !self.signals.take().iter().all(|&signal| signal == Signal::SIGCHLD);
-            if !killed && (second_signal || Instant::now() >= deadline) {
-                for proc in self.procs.values() {
-                    spawn::signal_group(proc.child.pid, Signal::SIGKILL);
-                }
-                killed = true;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        self.stop_leftovers(&groups, killed);
-        self.scheduler.abandon_jobs();
-    }
-
-    /// Stops the processes still in the given groups after their scripts
-    /// exited: SIGTERM first (SIGKILL at once when `kill` is set), then
-    /// SIGKILL after the grace period.
-    fn stop_leftovers(&mut self, groups: &[Pid], kill: bool) {
-        let first = if kill { Signal::SIGKILL } else { Signal::SIGTERM };
-        let mut remaining: Vec<Pid> =
-            groups.iter().copied().filter(|&group| !spawn::group_members(group).is_empty()).collect();
-        for &group in &remaining {
-            spawn::signal_group(group, first);
-        }
-        let deadline = Instant::now() + STOP_GRACE;
-        // A process stuck in the kernel may survive even SIGKILL for a while;
-        // redo stops waiting for it one more grace period later.
-        let give_up = deadline + STOP_GRACE;
-        let mut killed = kill;
-        while !remaining.is_empty() && Instant::now() < give_up {
-            std::thread::sleep(Duration::from_millis(10));
-            remaining.retain(|&group| !spawn::group_members(group).is_empty());
-            let second_signal = !self.signals.take().iter().all(|&signal| signal == Signal::SIGCHLD);
-            if !killed && (second_signal || Instant::now() >= deadline) {
-                for &group in &remaining {
-                    spawn::signal_group(group, Signal::SIGKILL);
-                }
-                killed = true;
-            }
-        }
     }
 }

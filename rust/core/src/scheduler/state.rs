@@ -1,0 +1,109 @@
+//! The scheduler's side of the state database: records are loaded when a
+//! node is first needed, changed in memory, and written in short
+//! transactions at the points where a killed run must find them written.
+
+use crate::store::{FileRecord, Store, StoreError, Writer};
+
+use super::graph::Graph;
+use super::{NodeId, Scheduler};
+
+impl Scheduler<'_> {
+    /// Loads a node's database record the first time it is needed.
+    pub(super) fn load(&mut self, id: NodeId) {
+        if self.graph[id].loaded {
+            return;
+        }
+        self.graph[id].loaded = true;
+        let Some(store) = &self.store else { return };
+        match store.file(&self.graph[id].key) {
+            Ok(record) => self.graph[id].record = record,
+            Err(err) => self.set_fatal(err),
+        }
+    }
+
+    pub(super) fn set_fatal(&mut self, err: StoreError) {
+        if self.fatal.is_none() {
+            self.fatal = Some(err);
+        }
+        self.stopping = true;
+    }
+
+    /// Opens (creating if needed) the database and records the run; returns
+    /// false after a fatal error.
+    pub(super) fn ensure_store(&mut self) -> bool {
+        if self.fatal.is_some() {
+            return false;
+        }
+        if self.store.is_none() {
+            match Store::create(&self.config.top) {
+                Ok(store) => self.store = Some(store),
+                Err(err) => {
+                    self.set_fatal(err);
+                    return false;
+                }
+            }
+        }
+        if self.run_id == 0 {
+            let (pid, now) = (std::process::id(), crate::stamp::now_ns());
+            let startdir = self.config.startdir.clone();
+            let command = self.config.command.clone();
+            match self.write(|w, _| w.start_run(pid, now, &startdir, &command)) {
+                Some(id) => self.run_id = id,
+                None => return false,
+            }
+        }
+        true
+    }
+
+    /// Runs `body` in a write transaction after saving every changed record,
+    /// so that the body sees the row ids of all of them. Returns `None` after
+    /// a fatal database error.
+    pub(super) fn write<T>(&mut self, body: impl FnOnce(&Writer<'_>, &Graph) -> Result<T, StoreError>) -> Option<T> {
+        let store = self.store.as_mut()?;
+        let unsaved = std::mem::take(&mut self.unsaved);
+        let graph = &mut self.graph;
+        let result = store.write(|w| {
+            for &id in &unsaved {
+                let node = &mut graph[id];
+                if let Some(record) = node.record.as_mut() {
+                    w.put_file(&node.key, record)?;
+                }
+                node.unsaved = false;
+            }
+            body(w, graph)
+        });
+        match result {
+            Ok(value) => Some(value),
+            Err(err) => {
+                self.set_fatal(err);
+                None
+            }
+        }
+    }
+
+    /// Saves every changed record; returns false after a fatal database error.
+    pub(super) fn save(&mut self) -> bool {
+        self.write(|_, _| Ok(())).is_some()
+    }
+
+    /// Saves every changed record and the run's end; called once at the end.
+    pub fn finish_run(&mut self, status: i32) {
+        if self.store.is_none() {
+            return;
+        }
+        let run = self.run_id;
+        let now = crate::stamp::now_ns();
+        self.write(|w, _| if run > 0 { w.finish_run(run, now, status) } else { Ok(()) });
+    }
+
+    /// Returns a node's record for changing, creating an empty source record
+    /// if there is none, and remembers to save it.
+    pub(super) fn record_mut(&mut self, id: NodeId) -> &mut FileRecord {
+        let node = &mut self.graph[id];
+        if !node.unsaved {
+            node.unsaved = true;
+            self.unsaved.push(id);
+        }
+        node.record.get_or_insert_with(Default::default)
+    }
+}
