@@ -34,6 +34,12 @@ impl Engine<'_> {
             let err = io::Error::new(io::ErrorKind::NotFound, format!("'{name}' not found on PATH"));
             return self.scheduler.spawn_failed(job, err);
         };
+        // Watch the stderr capture before the script can write to it.
+        if let (Some(inotify), Some(path)) = (&self.inotify, self.scheduler.log_path(job)) {
+            if let Ok(watch) = inotify.add_watch(path, AddWatchFlags::IN_MODIFY) {
+                self.watches.insert(watch, job);
+            }
+        }
         match spawn::spawn(spec, &program, self.use_pidfd) {
             Ok(child) => {
                 let mut child = child;
@@ -45,14 +51,12 @@ impl Engine<'_> {
                     }
                 }
                 self.scheduler.job_started(job, child.pid.as_raw() as u32);
-                if let (Some(inotify), Some(path)) = (&self.inotify, self.scheduler.log_path(job)) {
-                    if let Ok(watch) = inotify.add_watch(path, AddWatchFlags::IN_MODIFY) {
-                        self.watches.insert(watch, job);
-                    }
-                }
                 self.procs.insert(job, Proc { child, exited: None, background: Vec::new() });
             }
-            Err(err) => self.scheduler.spawn_failed(job, err),
+            Err(err) => {
+                self.watches.retain(|_, watched| *watched != job);
+                self.scheduler.spawn_failed(job, err);
+            }
         }
     }
 

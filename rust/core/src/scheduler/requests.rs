@@ -225,6 +225,9 @@ impl Scheduler<'_> {
 
     /// Handles a request from an inner command.
     pub fn request(&mut self, client: ClientId, request: protocol::Request) {
+        // What the script wrote before this call must be shown before the
+        // builds the call starts, whatever order the engine's events came in.
+        self.read_output(request.job, false);
         let Some(parent) = self.jobs.get(&request.job).map(|job| job.node) else {
             let reply = Reply::error(
                 exit::FAILED,
