@@ -115,32 +115,34 @@ def build(
         reporter = TerminalReporter()
     settings = settings if settings is not None else Settings.from_environment()
     top = find_top(cwd, targets)
-    status, failed = _native.run(
-        top=top,
-        startdir=cwd,
-        targets=list(targets),
-        force=force,
-        resolver=dofiles.resolve_for_engine,
-        reporter=reporter,
-        command=" ".join([command, *targets]),
-        env=list(os.environ.items()),
-        client_dir=inner_commands_dir(),
-        python=sys.executable,
-        jobs=settings.jobs,
-        keep_going=settings.keep_going,
-        xtrace=settings.xtrace,
-        verbose=settings.verbose,
-        debug=settings.debug,
-        wait_background=settings.wait_background,
-        use_pidfd=settings.use_pidfd,
-        debug_locks=settings.debug_locks,
-        shuffle=settings.shuffle,
-        log=settings.log,
-        status_interval_ms=int(getattr(reporter, "tick_interval_ms", 0)),
-    )
-    close = getattr(reporter, "close", None)
-    if close is not None:
-        close()
+    try:
+        status, failed = _native.run(
+            top=top,
+            startdir=cwd,
+            targets=list(targets),
+            force=force,
+            resolver=dofiles.resolve_for_engine,
+            reporter=reporter,
+            command=" ".join([command, *targets]),
+            env=list(os.environ.items()),
+            client_dir=inner_commands_dir(),
+            python=sys.executable,
+            jobs=settings.jobs,
+            keep_going=settings.keep_going,
+            xtrace=settings.xtrace,
+            verbose=settings.verbose,
+            debug=settings.debug,
+            wait_background=settings.wait_background,
+            use_pidfd=settings.use_pidfd,
+            debug_locks=settings.debug_locks,
+            shuffle=settings.shuffle,
+            log=settings.log,
+            status_interval_ms=int(getattr(reporter, "tick_interval_ms", 0)),
+        )
+    finally:
+        close = getattr(reporter, "close", None)
+        if close is not None:
+            close()
     return BuildResult(status, [os.fspath(path) for path in failed])
 
 
