@@ -2,7 +2,7 @@
 //! `redo-always`, `redo-stamp`, `redo`, `redo-whichdo`, `redo-flush-cache`,
 //! `redo-targets`, `redo-sources` and `redo-ood`, as `.do` scripts call them.
 //!
-//! One program answers to every name (it looks at `argv[0]`). Inside a build
+//! One program runs under every name and reads its command from `argv[0]`. Inside a build
 //! it sends its request to the engine that runs the calling job, whose socket
 //! and job id are in the environment, and exits with the engine's answer; no
 //! Python starts. Outside a build it hands over to the Python front.
@@ -153,7 +153,7 @@ fn targets(name: &str, args: Vec<OsString>) -> Result<Vec<OsString>, i32> {
     Ok(targets)
 }
 
-/// Answers `redo-targets`, `redo-sources` and `redo-ood` from the database.
+/// Runs `redo-targets`, `redo-sources` and `redo-ood` on the database.
 fn query_state(name: &str, args: &[OsString]) -> i32 {
     if !args.is_empty() {
         eprintln!("{name}: error: takes no arguments");

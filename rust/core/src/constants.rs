@@ -12,7 +12,7 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// Version of the state database schema (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i32 = 2;
 
-/// Directory at the top of the tree that holds the state database.
+/// Directory at the top of the tree that contains the state database.
 pub const STATE_DIR: &str = ".redo";
 
 /// File name of the state database inside [`STATE_DIR`].
@@ -36,7 +36,7 @@ pub mod exit {
     pub const TERMINATED: i32 = SIGNAL_BASE + 15;
 }
 
-/// Every command that redors installs. The inner-command program answers to
+/// Every command that redors installs. The inner-command program runs under
 /// each of these names.
 pub const COMMANDS: &[&str] = &[
     "redo",

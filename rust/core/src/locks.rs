@@ -2,7 +2,7 @@
 //! once.
 //!
 //! A run holds a write lock on one byte of `.redo/locks` while it builds a
-//! target; the byte's offset comes from a hash of the target's key. The locks
+//! target. The byte's offset comes from a hash of the target's key. The locks
 //! are open file description locks (`F_OFD_SETLK`): the kernel releases them
 //! when the run's process ends, even by SIGKILL, and locks taken through the
 //! same description never conflict, so a run cannot block itself.

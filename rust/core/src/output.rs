@@ -5,9 +5,9 @@
 //! does not exist when the script starts, and may become a file, a directory
 //! or a symlink) or to its stdout. `$3` lives beside the target so that the
 //! final `rename` is atomic. Stdout goes to a capture file in the state
-//! directory: most scripts leave it empty, so the file is reused by the next
-//! job instead of creating and deleting a file per job; a non-empty capture
-//! is renamed over the target (or copied, across file systems).
+//! directory. Most scripts leave it empty, so the next job reuses the file
+//! instead of creating and deleting one per job. A non-empty capture is
+//! renamed over the target, or copied across file systems.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -21,7 +21,7 @@ use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
 use crate::paths::sibling;
 use crate::stamp::{FileKind, Stamp, is_not_found};
 
-/// Why a finished script's output was rejected.
+/// Reason a finished script's output was rejected.
 #[derive(Debug)]
 pub enum OutputError {
     /// The script wrote the target itself instead of `$3` or stdout.
@@ -52,7 +52,7 @@ impl fmt::Display for OutputError {
     }
 }
 
-/// What the script produced.
+/// Output of a finished script.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Produced {
     /// `$3` was moved into place.
@@ -88,7 +88,7 @@ pub struct Capture {
 }
 
 impl Capture {
-    /// A second handle on the file, for the job's process.
+    /// Returns a second handle on the file, for the job's process.
     pub fn for_child(&self) -> io::Result<File> {
         self.file.try_clone()
     }
@@ -212,9 +212,9 @@ pub struct JobFiles {
     pub target: PathBuf,
     /// Absolute path passed as `$3`.
     pub dollar3: PathBuf,
-    /// Where the script's stdout goes; `None` once it became the target.
+    /// Capture of the script's stdout; `None` once it became the target.
     capture: Option<Capture>,
-    /// Where the script's stderr goes, when it is logged.
+    /// Capture of the script's stderr, when it is logged.
     log: Option<Capture>,
     /// Stamp of the target before the script ran.
     before: Stamp,
@@ -230,18 +230,18 @@ impl JobFiles {
         Ok(JobFiles { target: target.to_path_buf(), dollar3, capture: Some(capture), log, before })
     }
 
-    /// The stdout capture, while the job owns it.
+    /// Returns the stdout capture, while the job owns it.
     pub fn capture(&self) -> Option<&Capture> {
         self.capture.as_ref()
     }
 
-    /// The stderr capture, when stderr is logged.
+    /// Returns the stderr capture, when stderr is logged.
     pub fn log(&self) -> Option<&Capture> {
         self.log.as_ref()
     }
 
     /// Checks what a successful script produced and moves it into place.
-    /// `shared_stdout` says that processes the job left running may still
+    /// `shared_stdout` means that processes the job left running may still
     /// write to the capture file, which must then be copied, not renamed.
     pub fn install(&mut self, shared_stdout: bool) -> Result<Produced, OutputError> {
         let after = Stamp::read_target(&self.target).map_err(|err| io_error("read", &self.target, err))?;

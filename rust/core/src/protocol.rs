@@ -20,7 +20,7 @@ const HEADER_LEN: usize = 10;
 /// Largest body accepted, to reject garbage before allocating for it.
 pub const MAX_BODY: usize = 256 << 20;
 
-/// What an inner command asks the engine to do.
+/// Operation that an inner command requests from the engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command {
     /// Depend on the named files and bring them up to date.
@@ -57,7 +57,7 @@ impl Command {
 /// One request from an inner command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
-    /// What to do.
+    /// Operation to perform.
     pub command: Command,
     /// Identity of the calling job, from its environment.
     pub job: u64,
@@ -67,7 +67,7 @@ pub struct Request {
     pub args: Vec<OsString>,
 }
 
-/// The engine's answer to a request.
+/// The engine's reply to a request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Reply {
     /// Exit status for the inner command.
@@ -79,12 +79,12 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// A reply with only an exit status.
+    /// Returns a reply with only an exit status.
     pub fn status(status: i32) -> Reply {
         Reply { status, ..Reply::default() }
     }
 
-    /// A failing reply whose message the command prints on stderr.
+    /// Returns a failing reply whose message the command prints on stderr.
     pub fn error(status: i32, message: impl fmt::Display) -> Reply {
         Reply { status, stdout: Vec::new(), stderr: format!("{message}\n").into_bytes() }
     }

@@ -193,7 +193,7 @@ fn file_changed(abs: &Path, record: &FileRecord, stamp: &Stamp) -> bool {
     }
 }
 
-/// What `redo-log` shows of one target.
+/// Data that `redo-log` shows of one target.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TargetLog {
     /// Whether redo builds the file (otherwise it is a source).

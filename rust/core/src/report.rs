@@ -12,17 +12,17 @@ pub enum EventKind {
     Build = 0,
     /// Something looks wrong but the build goes on.
     Warning = 1,
-    /// `target` failed; `message` says why.
+    /// `target` failed; `message` gives the reason.
     Error = 2,
-    /// Why `target` is rebuilt (shown with `-d`).
+    /// Reason `target` is rebuilt (shown with `-d`).
     Explain = 3,
     /// A job's processes were still running after its script exited.
     Background = 4,
     /// A target waits for, or got, the lock that another run held (shown
     /// with `--debug-locks`).
     Lock = 5,
-    /// One line that a script wrote to stderr; `count` is the number of
-    /// scripts running at that moment, so above 1 the line needs its target.
+    /// One line that a script wrote to stderr. `count` is the number of
+    /// scripts running at that moment: above 1, the line needs its target.
     Output = 6,
     /// A job ended; `count` is 0 when its target was built.
     Done = 7,
@@ -43,7 +43,7 @@ pub struct Event {
     /// Human-readable detail; empty for [`EventKind::Build`].
     pub message: String,
     /// A number whose meaning depends on the kind: the process id of the
-    /// job for [`EventKind::Build`], otherwise as the kind says.
+    /// job for [`EventKind::Build`], otherwise as each kind documents.
     pub count: u64,
 }
 

@@ -4,7 +4,7 @@
 //! whether processes the script started outlive it and can stop all of them
 //! on Ctrl-C. A job is finished when its own process exits: redors watches a
 //! pidfd of that process, never a pipe that a background process could keep
-//! open. Without pidfds (Linux before 5.3), SIGCHLD tells when to reap.
+//! open. Without pidfds (Linux before 5.3), SIGCHLD reports when to reap.
 //!
 //! Jobs start through `posix_spawn` (glibc runs it with `CLONE_VFORK`, so the
 //! engine's memory map is not copied) with everything set explicitly: stdin

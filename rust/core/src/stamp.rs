@@ -1,6 +1,6 @@
 //! File stamps and content hashes.
 //!
-//! A stamp is the metadata that tells cheaply whether a file may have changed:
+//! A stamp is the metadata that shows cheaply whether a file may have changed:
 //! its type, inode, size, and modification and change times in nanoseconds.
 //! When a stamp differs from the recorded one, redors confirms the change with
 //! a BLAKE3 hash of the content, so touching a file without changing it does
@@ -16,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// A BLAKE3 digest.
 pub type Hash = [u8; 32];
 
-/// What kind of file a path names, as seen by `lstat`.
+/// Kind of file that a path names, as `lstat` reports it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum FileKind {
     /// Nothing exists at the path.
@@ -69,9 +69,9 @@ impl Stamp {
     /// Stamp of a path where nothing exists.
     pub const MISSING: Stamp = Stamp { kind: FileKind::Missing, ino: 0, size: 0, mtime_ns: 0, ctime_ns: 0 };
 
-    /// Reads the stamp of a source: a symlink is followed for the metadata
+    /// Reads the stamp of a source. A symlink is followed for the metadata
     /// but keeps the kind [`FileKind::Symlink`], so editing the file behind
-    /// it is a change; a dangling one describes the link.
+    /// it is a change. A dangling symlink describes the link itself.
     pub fn read(path: &Path) -> io::Result<Stamp> {
         let link_meta = match std::fs::symlink_metadata(path) {
             Ok(meta) => meta,
@@ -162,7 +162,7 @@ pub fn content_hash(path: &Path, stamp: &Stamp) -> io::Result<Option<Hash>> {
     }
 }
 
-/// Hashes a target as [`Stamp::read_target`] sees it: a symlink by its link
+/// Hashes a target as [`Stamp::read_target`] stamps it: a symlink by its link
 /// text alone, any other file as [`content_hash`] does.
 pub fn target_hash(path: &Path, stamp: &Stamp) -> io::Result<Option<Hash>> {
     if stamp.kind != FileKind::Symlink {

@@ -27,7 +27,7 @@ pub mod flags {
     pub const ALWAYS: i64 = 1;
     /// The last build of the target failed.
     pub const FAILED: i64 = 2;
-    /// A build of the target started and has not finished; if a run dies
+    /// A build of the target started and has not finished. When a run dies
     /// there, the next run rebuilds the target instead of trusting the file.
     pub const BUILDING: i64 = 4;
     /// The target was changed outside redo and is treated as a source until
@@ -50,7 +50,7 @@ impl DepKind {
     }
 }
 
-/// Everything the database knows about one file.
+/// Everything the database records about one file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FileRecord {
     /// Row id; `None` until the record is first written.
@@ -105,10 +105,10 @@ pub struct DepRecord {
 pub struct LogRecord {
     /// Id of the run that built the target.
     pub run: i64,
-    /// What the script wrote to stderr.
+    /// Bytes that the script wrote to stderr.
     pub content: Vec<u8>,
-    /// Where in `content` the build of each dependency started: byte offset
-    /// and the dependency's key, in order.
+    /// Start of the build of each dependency in `content`: byte offset and
+    /// the dependency's key, in order.
     pub children: Vec<(u64, PathBuf)>,
     /// While the target is being built: the file its stderr goes to.
     pub live: Option<PathBuf>,
@@ -140,7 +140,7 @@ fn decode_children(mut data: &[u8]) -> Vec<(u64, PathBuf)> {
     children
 }
 
-/// Why the state database cannot be used.
+/// Reason the state database cannot be used.
 #[derive(Debug)]
 pub enum StoreError {
     /// The file is not a SQLite database or its pages are damaged.
@@ -297,9 +297,9 @@ impl Store {
         // WAL lets other runs read while this one writes; NORMAL syncing keeps
         // every commit safe against a killed process, which is the fault redo
         // must survive, at a fraction of the cost of FULL. Turning a new
-        // database to WAL needs it to itself, and SQLite answers "busy"
-        // there without waiting, so another run creating it at the same
-        // moment is waited for here.
+        // database to WAL needs it to itself, and SQLite returns "busy"
+        // there without waiting, so this loop waits for another run that
+        // creates it at the same moment.
         let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
         loop {
             match self.conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;") {

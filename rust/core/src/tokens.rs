@@ -1,4 +1,4 @@
-//! Job tokens: each running script holds one.
+//! Job tokens: each running script has one.
 //!
 //! A run always owns one *implicit* token, as every process under a GNU
 //! make jobserver does. With `-j N` above 1 the run also serves a jobserver
@@ -33,7 +33,7 @@ pub(crate) enum Token {
     Shared(Acquired),
 }
 
-/// What scripts get of the jobserver.
+/// Access to the jobserver that scripts get.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Handoff {
     /// Descriptors that scripts inherit (a pipe jobserver's two ends).
@@ -42,7 +42,7 @@ pub(crate) struct Handoff {
     pub makeflags: Option<OsString>,
 }
 
-/// Where the run's tokens come from, decided at its start.
+/// Source of the run's tokens, decided at its start.
 pub(crate) struct Plan {
     pub tokens: Tokens,
     /// A message for the user, when a jobserver in the environment is broken.
@@ -58,7 +58,7 @@ pub(crate) struct Tokens {
     idle: Vec<Acquired>,
     /// The jobserver, when tokens beyond the implicit one exist.
     shared: Option<Shared>,
-    /// What scripts get of the jobserver; `None` leaves their environment as is.
+    /// Access to the jobserver for scripts; `None` leaves their environment as is.
     handoff: Option<Handoff>,
 }
 
@@ -71,9 +71,9 @@ struct Shared {
     requested: usize,
 }
 
-/// The jobserver that make passed in the environment, parsed once per
-/// process: the crate takes ownership of its descriptors and would close
-/// them when the client is dropped, which must not happen between runs.
+/// Returns the jobserver that make passed in the environment, parsed once
+/// per process. The crate takes ownership of its descriptors and would
+/// close them when the client is dropped, which must not happen between runs.
 fn inherited_jobserver() -> &'static Result<Client, (FromEnvErrorKind, String, OsString)> {
     static INHERITED: OnceLock<Result<Client, (FromEnvErrorKind, String, OsString)>> = OnceLock::new();
     INHERITED.get_or_init(|| {
@@ -204,12 +204,12 @@ impl Tokens {
         Ok(Tokens { shared: Some(shared), handoff: Some(handoff), ..Tokens::single() })
     }
 
-    /// What scripts get of the jobserver, when there is one.
+    /// Returns the access to the jobserver that scripts get, when there is one.
     pub fn handoff(&self) -> Option<&Handoff> {
         self.handoff.as_ref()
     }
 
-    /// The descriptor that becomes readable when tokens arrive.
+    /// Returns the descriptor that becomes readable when tokens arrive.
     pub fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
         self.shared.as_ref().map(|shared| shared.wake.as_fd())
     }
@@ -242,8 +242,8 @@ impl Tokens {
     }
 
     /// Makes the number of tokens on hand or on their way match `wanted`,
-    /// the number of scripts waiting for one: asks the jobserver for more,
-    /// or returns those that nothing waits for.
+    /// the number of scripts waiting for one: requests more from the
+    /// jobserver, or releases those that nothing waits for.
     pub fn balance(&mut self, wanted: usize) {
         let Some(shared) = &mut self.shared else { return };
         let on_hand = self.idle.len() + self.local_free + usize::from(self.implicit_free);

@@ -244,7 +244,7 @@ fn add_constants(module: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
-/// The redors engine, for the `redors` package.
+/// Defines the `redors._native` module: the engine and its constants.
 #[pymodule]
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = module.py();

@@ -1,6 +1,6 @@
-//! Connections from inner commands: a request arrives, the scheduler
-//! answers it (at once or after a build), the reply leaves and the
-//! connection closes. A peer that disconnects early loses its reply.
+//! Connections from inner commands. A request arrives, the scheduler handles
+//! it (at once or after a build), the reply leaves and the connection closes.
+//! A peer that disconnects early loses its reply.
 
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;

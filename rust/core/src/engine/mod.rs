@@ -1,14 +1,16 @@
 //! The engine: one run of redors, from the requested targets to the exit
 //! status.
 //!
-//! The engine owns an epoll set that watches the signalfd, the listening
-//! socket, the connections of inner commands, the pidfds of running jobs
-//! (and of the processes they left running, when asked to wait for them),
-//! the inotify descriptor that follows jobs' stderr, and the eventfd through
-//! which jobserver tokens arrive. Its loop is: let the scheduler do all the work it can,
-//! carry out the actions it produced (start processes, send replies), wait
-//! for the next event, dispatch it, and repeat until the requested targets
-//! are settled and no job runs.
+//! The engine owns an epoll set. It watches the signalfd, the listening
+//! socket, the connections of inner commands, and the pidfds of running jobs
+//! and, when redo waits for them, of the processes they left running. It
+//! also watches the inotify descriptor that follows jobs' stderr and the
+//! eventfd through which jobserver tokens arrive.
+//!
+//! Its loop lets the scheduler do all the work it can and carries out the
+//! actions it produced (start processes, send replies). Then it waits for
+//! the next event and dispatches it. It ends when the requested targets are
+//! settled and no job runs.
 
 mod clients;
 mod processes;
@@ -39,7 +41,7 @@ use crate::tokens::Tokens;
 /// Settings of one run.
 #[derive(Clone, Debug, Default)]
 pub struct Config {
-    /// Top of the tree: the directory that holds `.redo/`.
+    /// Top of the tree: the directory that contains `.redo/`.
     pub top: PathBuf,
     /// Directory the run started in; names are shown relative to it.
     pub startdir: PathBuf,
@@ -51,8 +53,8 @@ pub struct Config {
     pub python: Option<OsString>,
     /// Environment of the jobs, before redors adds its own variables.
     pub env: Vec<(OsString, OsString)>,
-    /// Most scripts that run at once (`-j`); `None` when not given, to use
-    /// the jobserver of a make that started redo, or else one.
+    /// Maximum number of scripts that run at once (`-j`). `None` when not
+    /// given: the jobserver of a make that started redo decides, or else one.
     pub jobs: Option<usize>,
     /// Build everything that does not depend on a failure.
     pub keep_going: bool,
@@ -78,7 +80,7 @@ pub struct Config {
     pub use_pidfd: bool,
 }
 
-/// How a run ended.
+/// Outcome of a run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RunOutcome {
     /// Every requested target is up to date.
@@ -90,7 +92,7 @@ pub enum RunOutcome {
 }
 
 impl RunOutcome {
-    /// The exit status for the command that started the run.
+    /// Returns the exit status for the command that started the run.
     pub fn exit_status(&self) -> i32 {
         match self {
             RunOutcome::Success => exit::OK,
@@ -100,7 +102,7 @@ impl RunOutcome {
     }
 }
 
-/// Why a run could not go on.
+/// Error that stopped a run.
 #[derive(Debug)]
 pub enum EngineError {
     /// The state database cannot be used.
@@ -138,7 +140,7 @@ fn setup(action: &'static str) -> impl FnOnce(io::Error) -> EngineError {
 /// How long jobs get to exit after Ctrl-C before they are killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// How often processes are polled when no descriptor tells of their exit.
+/// How often processes are polled when no descriptor reports their exit.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Builds `targets` (relative to `config.startdir`): brings them up to date,
@@ -150,18 +152,12 @@ pub fn run(
     resolver: &dyn Resolver,
     reporter: &dyn Reporter,
 ) -> Result<RunOutcome, EngineError> {
+    // The descriptors the loop watches.
     let use_pidfd = config.use_pidfd && spawn::pidfds_supported();
     let signals = Signals::block(!use_pidfd).map_err(setup("block signals"))?;
     let listener = Listener::create().map_err(setup("create the engine socket"))?;
     let epoll =
         Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|errno| setup("create an epoll set")(errno.into()))?;
-    let store = Store::open_existing(&config.top)?;
-    let makeflags = config.env.iter().find(|(name, _)| name == "MAKEFLAGS").map(|(_, value)| value.as_os_str());
-    let plan = Tokens::plan(config.jobs, makeflags).map_err(setup("set up the jobserver"))?;
-    if let Some(message) = plan.warning {
-        reporter.report(&Event { kind: EventKind::Warning, target: PathBuf::new(), depth: 0, message, count: 0 });
-    }
-    let scheduler = Scheduler::new(config, resolver, reporter, listener.path().to_path_buf(), store, plan.tokens);
     let inotify = if config.log {
         Some(
             Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
@@ -170,6 +166,16 @@ pub fn run(
     } else {
         None
     };
+
+    // The state, the job tokens and the scheduler.
+    let store = Store::open_existing(&config.top)?;
+    let makeflags = config.env.iter().find(|(name, _)| name == "MAKEFLAGS").map(|(_, value)| value.as_os_str());
+    let plan = Tokens::plan(config.jobs, makeflags).map_err(setup("set up the jobserver"))?;
+    if let Some(message) = plan.warning {
+        reporter.report(&Event { kind: EventKind::Warning, target: PathBuf::new(), depth: 0, message, count: 0 });
+    }
+    let scheduler = Scheduler::new(config, resolver, reporter, listener.path().to_path_buf(), store, plan.tokens);
+
     let tick = (config.status_interval_ms > 0).then(|| Duration::from_millis(config.status_interval_ms));
     let mut engine = Engine {
         inotify,
@@ -187,6 +193,7 @@ pub fn run(
         procs: HashMap::new(),
         programs: HashMap::new(),
     };
+
     engine.watch(engine.signals.fd(), Source::Signals)?;
     engine.watch(engine.listener.socket().as_fd(), Source::Listener)?;
     if let Some(fd) = engine.scheduler.tokens_fd() {
@@ -199,7 +206,7 @@ pub fn run(
     engine.main_loop()
 }
 
-/// What an epoll event is about, packed into its 64-bit data word.
+/// Source of an epoll event, packed into its 64-bit data word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Source {
     Signals,
@@ -333,7 +340,7 @@ impl Engine<'_> {
     }
 
     /// Lets the scheduler do all it can, starting the processes and sending
-    /// the replies it asks for, until it waits for an event.
+    /// the replies it produces, until it waits for an event.
     fn settle(&mut self) {
         loop {
             self.scheduler.drain();

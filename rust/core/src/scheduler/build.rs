@@ -27,14 +27,15 @@ fn is_run_variable(name: &OsStr) -> bool {
 }
 
 /// Builds the command line of a job. A `.do` file whose first line starts
-/// with `#!` runs with that interpreter and its arguments; any other runs as
-/// `sh -e`, with `-v` and `-x` when asked for.
+/// with `#!` runs with that interpreter and its arguments. Any other runs as
+/// `sh -e`, with `-v` and `-x` when requested.
 pub(crate) fn command_line(
     found: &DoMatch,
     dollar3: &Path,
     xtrace: bool,
     verbose: bool,
 ) -> std::io::Result<Vec<OsString>> {
+    // The first line decides the interpreter.
     let mut head = [0u8; 1024];
     let mut file = std::fs::File::open(&found.dofile)?;
     let mut filled = 0;
@@ -45,6 +46,7 @@ pub(crate) fn command_line(
         }
     }
     let first_line = head[..filled].split(|&byte| byte == b'\n').next().unwrap_or_default();
+
     let name = found.dofile.file_name().unwrap_or_default();
     // A name starting with '-' would read as an option of the interpreter.
     let script = if name.as_bytes().starts_with(b"-") {
@@ -52,6 +54,7 @@ pub(crate) fn command_line(
     } else {
         name.to_os_string()
     };
+
     let mut argv: Vec<OsString> = match first_line.strip_prefix(b"#!") {
         Some(interpreter) => interpreter
             .split(|byte| byte.is_ascii_whitespace())

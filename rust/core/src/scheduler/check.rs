@@ -283,8 +283,8 @@ impl Scheduler<'_> {
             }
             return self.settle_source(id, stamp);
         }
-        // Nothing exists and nothing builds it. A check sees a changed
-        // dependency; a request reports the error.
+        // Nothing exists and nothing builds it. For a check, the dependency
+        // changed; a request reports the error.
         if let Err(err) = self.refresh(id, stamp) {
             return self.fail(id, Failure::Io { path: self.display(id), err });
         }

@@ -21,7 +21,7 @@ pub(crate) type RequestId = usize;
 /// makes `-j1` build depth-first in the order the scripts asked.
 pub(crate) type Priority = Rc<[u32]>;
 
-/// How a finished node ended.
+/// Outcome of a finished node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
     /// Up to date, built, or a source that exists.
@@ -32,7 +32,7 @@ pub(crate) enum Outcome {
     Missing,
 }
 
-/// Where a node is in this run.
+/// Progress of a node in this run.
 #[derive(Debug)]
 pub(crate) enum State {
     /// Not looked at yet in this run.
@@ -75,7 +75,7 @@ pub(crate) struct Node {
     pub unsaved: bool,
     /// Progress in this run.
     pub state: State,
-    /// Who waits for this node to settle.
+    /// Checks and requests that wait for this node to settle.
     pub waiters: Vec<Waiter>,
     /// Token order, set when the node is first needed.
     pub priority: Priority,

@@ -1,4 +1,4 @@
-//! The scheduler decides what to check, what to build and when to answer.
+//! The scheduler decides what to check, what to build and when to reply.
 //!
 //! It is a state machine driven by the engine's event loop: the engine feeds
 //! it requests and job exits, and drains the [`Action`]s it produces (start a
@@ -45,7 +45,7 @@ pub(crate) type JobId = u64;
 /// Identity of a connection from an inner command.
 pub(crate) type ClientId = u64;
 
-/// How a job's process ended.
+/// End of a job's process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ExitStatus {
     /// It exited with this status.
@@ -87,7 +87,7 @@ pub(crate) struct JobSpec {
     pub inherit: Vec<std::os::fd::RawFd>,
 }
 
-/// Why a node failed.
+/// Reason a node failed.
 #[derive(Debug)]
 pub(crate) enum Failure {
     /// The script exited with a failure status.
@@ -120,7 +120,7 @@ pub(crate) struct Job {
     always: bool,
     /// Value the script passed to `redo-stamp`.
     stamp: Option<Hash>,
-    /// Requests from the job's inner commands that are not answered yet.
+    /// Requests from the job's inner commands that have no reply yet.
     outstanding: Vec<RequestId>,
     /// The job's token; given back while the job waits for inner commands.
     token: Option<Token>,
@@ -130,7 +130,7 @@ pub(crate) struct Job {
     log_offset: u64,
     /// Read stderr that does not end with a newline yet.
     partial: Vec<u8>,
-    /// Where in the job's stderr the builds it asked for started.
+    /// Offsets in the job's stderr at which the builds it requested started.
     children: Vec<(u64, PathBuf)>,
 }
 
@@ -245,7 +245,7 @@ impl<'a> Scheduler<'a> {
     }
 
     /// Gives free tokens to waiting jobs first, then to queued targets, and
-    /// asks the jobserver for as many more as are still wanted.
+    /// requests from the jobserver as many more as are still needed.
     fn pump(&mut self) {
         if self.stopping {
             while let Some((_, client, reply)) = self.resume.pop_front() {
@@ -288,7 +288,7 @@ impl<'a> Scheduler<'a> {
         self.pump();
     }
 
-    /// The descriptor that becomes readable when jobserver tokens arrive.
+    /// Returns the descriptor that becomes readable when jobserver tokens arrive.
     pub fn tokens_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         self.tokens.wake_fd()
     }

@@ -194,7 +194,7 @@ impl Scheduler<'_> {
         }
     }
 
-    /// Answers a request whose targets all settled.
+    /// Replies to a request whose targets all settled.
     fn complete(&mut self, request: RequestId) {
         let Some(entry) = self.requests.remove(request) else {
             return;

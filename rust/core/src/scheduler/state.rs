@@ -56,7 +56,7 @@ impl Scheduler<'_> {
     }
 
     /// Runs `body` in a write transaction after saving every changed record,
-    /// so that the body sees the row ids of all of them. Returns `None` after
+    /// so that the body can read the row ids of all of them. Returns `None` after
     /// a fatal database error.
     pub(super) fn write<T>(&mut self, body: impl FnOnce(&Writer<'_>, &Graph) -> Result<T, StoreError>) -> Option<T> {
         let store = self.store.as_mut()?;
