@@ -1,9 +1,14 @@
 //! Locks that keep two runs on one tree from building a target at once.
 
+use std::time::{Duration, Instant};
+
 use crate::locks::{LOCK_FILE, Locks};
 use crate::report::EventKind;
 
 use super::{Failure, NodeId, Scheduler, State};
+
+/// How long a target waits for another run before redo says so.
+const LONG_WAIT: Duration = Duration::from_secs(10);
 
 impl Scheduler<'_> {
     /// Takes the cross-run lock of a target about to be built. Returns false
@@ -25,7 +30,7 @@ impl Scheduler<'_> {
             Ok(true) => true,
             Ok(false) => {
                 self.graph[id].state = State::WaitingForLock;
-                self.lock_waiters.push(id);
+                self.lock_waiters.push((id, Instant::now(), false));
                 let message = format!("waiting for {}: another redo is building it", self.quoted(id));
                 self.report_lock(id, message);
                 false
@@ -53,11 +58,12 @@ impl Scheduler<'_> {
     /// may have built them, so their state is read afresh from the database.
     pub fn retry_locks(&mut self) {
         let Some(locks) = &self.locks else { return };
-        let (free, held): (Vec<NodeId>, Vec<NodeId>) = std::mem::take(&mut self.lock_waiters)
+        let (free, held): (Vec<_>, Vec<_>) = std::mem::take(&mut self.lock_waiters)
             .into_iter()
-            .partition(|&id| !locks.is_held_elsewhere(&self.graph[id].key).unwrap_or(false));
+            .partition(|&(id, _, _)| !locks.is_held_elsewhere(&self.graph[id].key).unwrap_or(false));
         self.lock_waiters = held;
-        for id in free {
+        self.warn_long_waits();
+        for (id, _, _) in free {
             let message = format!("{} is free again; checking it", self.quoted(id));
             self.report_lock(id, message);
             let node = &mut self.graph[id];
@@ -66,6 +72,28 @@ impl Scheduler<'_> {
             node.state = State::Idle;
             let forced = node.forced && !node.built;
             self.visit(id, forced);
+        }
+    }
+
+    /// Says once, even without `--debug-locks`, that a target has waited
+    /// long for another run: two runs whose targets depend on each other
+    /// across runs wait for each other for ever.
+    fn warn_long_waits(&mut self) {
+        let mut late = Vec::new();
+        for (id, since, warned) in &mut self.lock_waiters {
+            if !*warned && since.elapsed() >= LONG_WAIT {
+                *warned = true;
+                late.push(*id);
+            }
+        }
+        for id in late {
+            let message = format!(
+                "still waiting for {} after {} s: another redo is building it; if that one waits for \
+                 this run in turn, stop one of them",
+                self.quoted(id),
+                LONG_WAIT.as_secs()
+            );
+            self.report(EventKind::Warning, id, message);
         }
     }
 

@@ -169,8 +169,9 @@ pub(crate) struct Scheduler<'a> {
     captures: CapturePool,
     /// The tree's lock file, opened when the first job starts.
     locks: Option<Locks>,
-    /// Nodes waiting for a lock that another run holds.
-    lock_waiters: Vec<NodeId>,
+    /// Nodes waiting for a lock that another run holds, since when, and
+    /// whether redo said that the wait is long.
+    lock_waiters: Vec<(NodeId, std::time::Instant, bool)>,
     /// State of the random generator behind `--shuffle`.
     shuffle_state: u64,
     actions: VecDeque<Action>,
@@ -251,7 +252,8 @@ impl<'a> Scheduler<'a> {
             while let Some((_, client, reply)) = self.resume.pop_front() {
                 self.actions.push_back(Action::Reply { client, reply });
             }
-            let waiting = std::mem::take(&mut self.lock_waiters);
+            let waiting: Vec<NodeId> =
+                std::mem::take(&mut self.lock_waiters).into_iter().map(|(id, _, _)| id).collect();
             let queued = std::iter::from_fn(|| self.queue.pop().map(|Reverse((_, id))| id)).collect::<Vec<_>>();
             for id in waiting.into_iter().chain(queued) {
                 self.finish(id, Outcome::Failed);
