@@ -8,6 +8,7 @@ of redors is imported or faked here, so the tests see what a user sees.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -20,6 +21,9 @@ import pytest
 
 BIN_DIR = Path(sys.executable).parent
 TIMEOUT = 60
+
+LIST_FDS = "import os; print(sorted(int(fd) for fd in os.listdir('/proc/self/fd')))"
+"""A Python one-liner that prints the descriptors open in its own process."""
 
 
 @dataclass
@@ -127,6 +131,40 @@ class Tree:
     def clear_runs(self) -> None:
         """Forget the lines of ``$RUNLOG``."""
         self.runlog.write_text("")
+
+
+def fd_listing(tree: Tree) -> str:
+    """Run LIST_FDS as the test's own child, started with close_fds: the
+    descriptors any process started here has, 0, 1, 2 and the one that
+    os.listdir opens for itself."""
+    return subprocess.run(
+        ["python3", "-c", LIST_FDS],
+        env=tree.env,
+        cwd=tree.root,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=TIMEOUT,
+    ).stdout
+
+
+def is_alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return False
+    return fields[0] != "Z"
+
+
+def kill_group(pgid: int) -> None:
+    """Kill a process group, if it still exists."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 @pytest.fixture(scope="session")

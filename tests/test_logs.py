@@ -15,7 +15,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 import pytest
 
-from conftest import Result, Tree
+from conftest import Result, Tree, is_alive
 
 # Limit, in seconds, of each wait for a command or a marker file. Only a
 # broken redors reaches it.
@@ -233,16 +233,6 @@ def wait_for_file(path: Path, process: subprocess.Popen[str]) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"{path} did not appear within {WAIT_TIMEOUT} s")
         time.sleep(0.02)
-
-
-def is_alive(pid: int) -> bool:
-    """Whether a process exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return False
-    return fields[0] != "Z"
 
 
 def run_keeping_carriage_returns(tree: Tree, *args: str) -> Result:

@@ -15,7 +15,7 @@ from typing import Dict, Iterator, List, Optional, Tuple, cast
 
 import pytest
 
-from conftest import Result, Tree
+from conftest import LIST_FDS, Result, Tree, fd_listing, kill_group
 
 # Limit, in seconds, of each wait for a process or a marker file. Only a
 # broken (hanging) redors reaches it.
@@ -37,7 +37,6 @@ TIMED_RECIPE = (
 )
 
 # Prints the descriptors open in the process that runs it, one line, sorted.
-LIST_FDS = "import os; print(sorted(int(fd) for fd in os.listdir('/proc/self/fd')))"
 
 # Part of the warning that redo prints when MAKEFLAGS names a jobserver that
 # redo cannot open.
@@ -140,13 +139,6 @@ def wait_for_files(paths: List[Path], process: subprocess.Popen[str]) -> None:
             missing = [path.name for path in paths if not path.exists()]
             pytest.fail(f"{missing} did not appear within {WAIT_TIMEOUT} s")
         time.sleep(0.02)
-
-
-def kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 class Processes:
@@ -379,16 +371,7 @@ def test_serial_script_gets_no_jobserver(tree: Tree, options: List[str]) -> None
     tree.write("probe.do", 'echo "${MAKEFLAGS-unset}" > $3\n')
     tree.write("fds.do", f'python3 -c "{LIST_FDS}" > $3\n')
     # The same listing run by the test with close_fds=True.
-    baseline = subprocess.run(
-        ["python3", "-c", LIST_FDS],
-        env=tree.env,
-        cwd=tree.root,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=WAIT_TIMEOUT,
-    ).stdout
+    baseline = fd_listing(tree)
 
     tree.redo(*options, "probe", "fds")
 

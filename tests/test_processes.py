@@ -14,7 +14,7 @@ from typing import Iterator, List, Optional, Tuple
 
 import pytest
 
-from conftest import Result, Tree
+from conftest import LIST_FDS, Result, Tree, fd_listing, is_alive
 
 # Limit, in seconds, of each wait for a marker file or for redo to exit.
 # Only a broken redors reaches it.
@@ -54,7 +54,6 @@ DAEMON_SCRIPT = """
 """
 
 # Prints the descriptors open in the process that runs it, one line, sorted.
-LIST_FDS = "import os; print(sorted(int(fd) for fd in os.listdir('/proc/self/fd')))"
 
 
 class Reaper:
@@ -174,16 +173,6 @@ def wait_for_file(path: Path, process: Optional[subprocess.Popen] = None) -> Non
 
 def read_pid(tree: Tree, name: str) -> int:
     return int(tree.read(name).strip())
-
-
-def is_alive(pid: int) -> bool:
-    """Whether a process exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return False
-    return fields[0] != "Z"
 
 
 def group_members(pgid: int) -> List[int]:
@@ -345,16 +334,7 @@ def test_job_sees_only_standard_descriptors(tree: Tree, env: dict) -> None:
     tree.write("fds.do", f'python3 -c "{LIST_FDS}" > $3\n')
     # The same listing run by the test with close_fds=True: 0, 1, 2 and the
     # descriptor that os.listdir opens for itself.
-    baseline = subprocess.run(
-        ["python3", "-c", LIST_FDS],
-        env=tree.env,
-        cwd=tree.root,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=WAIT_TIMEOUT,
-    ).stdout
+    baseline = fd_listing(tree)
 
     tree.redo("fds", env=env)
 
