@@ -31,7 +31,8 @@ def _build_options(function: Callable[..., Any]) -> Callable[..., Any]:
             type=click.IntRange(min=1),
             default=None,
             metavar="N",
-            help="Run up to N .do scripts at once (default: REDORS_JOBS, or 1).",
+            help="Run up to N .do scripts at once (default: REDORS_JOBS; else make's jobserver when make "
+            "started redo; else 1).",
         ),
         click.option("--shuffle", is_flag=True, help="Build the targets of each request in random order."),
         click.option("--debug-locks", is_flag=True, help="Report waits for targets that another redo is building."),

@@ -43,15 +43,28 @@ fn main() {
     for variable in ["CARGO_TARGET_DIR", "CARGO_BUILD_TARGET", "PYO3_BUILD_EXTENSION_MODULE"] {
         command.env_remove(variable);
     }
-    let status = command.status().expect("cannot run cargo to build redors-client");
-    assert!(status.success(), "building redors-client failed ({status})");
+    // A plain message, not a panic: cargo shows the nested build's own
+    // errors just above it.
+    match command.status() {
+        Ok(status) if status.success() => {}
+        Ok(status) => {
+            fail(&format!("building the inner commands (rust/client) failed ({status}); see the errors above"))
+        }
+        Err(err) => fail(&format!("cannot run cargo to build the inner commands (rust/client): {err}")),
+    }
 
     let program = target_dir.join(&target).join("release").join("redors-client");
-    let bytes = std::fs::read(&program).expect("cannot read the built redors-client");
+    let bytes = std::fs::read(&program)
+        .unwrap_or_else(|err| fail(&format!("cannot read the built inner commands '{}': {err}", program.display())));
     let hash = blake3::hash(&bytes).to_hex();
     println!("cargo:rustc-env=REDORS_CLIENT_PATH={}", program.display());
     println!("cargo:rustc-env=REDORS_CLIENT_HASH={}", &hash[..16]);
     for input in ["rust/client", "rust/core", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", workspace.join(input).display());
     }
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("error: {message}");
+    std::process::exit(1);
 }
