@@ -2,17 +2,21 @@
 
 Each installed command starts here. Inside a ``.do`` script, where the build
 engine's address is in the environment, the command hands over to the native
-inner command at once, without importing click; otherwise it runs the click
-CLI.
+inner command at once, without importing click. At the top level, a
+``redo-ifchange`` whose targets are all up to date ends after one read of the
+database; everything else runs the click CLI.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import NoReturn, Sequence
 
 from redors import _native
+
+TYPE_CHECKING = False  # see redors/__init__.py
+if TYPE_CHECKING:
+    from typing import NoReturn, Sequence
 
 __all__ = ["run_command"]
 
@@ -30,10 +34,32 @@ def run_command(name: str, args: Sequence[str]) -> NoReturn:
         # starts a new one through this front, without these variables.
         program = os.path.join(inner_commands_dir(), name)
         os.execv(program, [program, *args])
+    if name == "redo-ifchange" and _nothing_to_do(args):
+        sys.exit(0)
     from redors import cli
 
     cli.main(name, args)
     sys.exit(0)
+
+
+def _nothing_to_do(args: Sequence[str]) -> bool:
+    """Tell whether a top-level ``redo-ifchange args`` would build nothing and
+    print nothing. Any doubt (an option, an odd name, a setting to validate,
+    a problem with the state) says no, and the full command, which reports
+    problems, runs instead."""
+    targets = list(args) or ["all"]
+    if any(not target or target.startswith("-") or "\n" in target for target in targets):
+        return False
+    jobs = os.environ.get(_native.ENV["JOBS"], "").strip().lower()
+    if jobs and jobs != "auto" and not (jobs.isdigit() and int(jobs) > 0):
+        return False
+    try:
+        cwd = os.getcwd()
+        explicit = os.environ.get(_native.ENV["TOP"]) or None
+        top = _native.find_top(cwd, targets, explicit, os.environ.get("HOME") or None)
+        return _native.up_to_date(top, cwd, targets)
+    except (OSError, _native.RedoError):
+        return False
 
 
 def _main(name: str) -> NoReturn:

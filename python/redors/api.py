@@ -66,10 +66,6 @@ def inner_commands_dir() -> str:
         return os.fspath(_native.install_client(fallback))
 
 
-def _normalize(path: str, cwd: str) -> str:
-    return os.path.normpath(os.path.join(cwd, path))
-
-
 def find_top(cwd: Optional[str] = None, targets: Sequence[str] = ()) -> str:
     """Return the top of the tree for a build of ``targets`` started in ``cwd``.
 
@@ -79,13 +75,8 @@ def find_top(cwd: Optional[str] = None, targets: Sequence[str] = ()) -> str:
     ``$HOME`` or ``/``.
     """
     cwd = os.getcwd() if cwd is None else cwd
-    explicit = os.environ.get(ENV["TOP"])
-    if explicit:
-        return _normalize(explicit, cwd)
-    dirs = [cwd] + [os.path.dirname(_normalize(target, cwd)) for target in targets]
-    start = os.fspath(_native.common_ancestor(dirs))
-    home = os.environ.get("HOME")
-    return os.fspath(_native.find_top(start, _normalize(home, "/") if home else None))
+    explicit = os.environ.get(ENV["TOP"]) or None
+    return _native.find_top(cwd, list(targets), explicit, os.environ.get("HOME") or None)
 
 
 def build(
@@ -150,7 +141,7 @@ def whichdo(target: str, cwd: Optional[str] = None) -> dofiles.DoMatch:
     """Return the ``.do`` search for ``target``: the file found, if any, and
     the candidates tried before it."""
     cwd = os.getcwd() if cwd is None else cwd
-    return dofiles.find(_normalize(target, cwd))
+    return dofiles.find(os.path.normpath(os.path.join(cwd, target)))
 
 
 def _listing(kind: str, top: Optional[str]) -> List[str]:

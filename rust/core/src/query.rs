@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use crate::constants::SCHEMA_VERSION;
 use crate::paths;
 use crate::stamp::{FileKind, Stamp, content_hash, target_hash};
 use crate::store::{DepKind, DepRecord, FileRecord, LogRecord, Store, StoreError, flags};
@@ -23,15 +24,167 @@ pub fn out_of_date(top: &Path) -> Result<Vec<PathBuf>, StoreError> {
     let Some(store) = Store::open_read_only(top)? else {
         return Ok(Vec::new());
     };
-    let mut checker = Checker { store: &store, top, verdicts: HashMap::new() };
-    let mut found = Vec::new();
-    for key in store.keys(true)? {
-        if checker.is_out_of_date(&key)? {
-            found.push(paths::from_key(top, &key));
+    store.snapshot(|store| {
+        let mut checker = Checker { store, top, verdicts: HashMap::new() };
+        let mut found = Vec::new();
+        for key in store.keys(true)? {
+            if checker.is_out_of_date(&key)? {
+                found.push(paths::from_key(top, &key));
+            }
         }
-    }
-    Ok(found)
+        Ok(found)
+    })
 }
+
+/// Tells whether `targets` (relative to `cwd`) are certainly up to date,
+/// so that a top-level `redo-ifchange` of them has nothing to do and nothing
+/// to say. It answers false whenever a run would build, warn, or record
+/// anything: a missing or older database, a file with no record, a stamp
+/// that differs from its record or is too recent to trust, a flagged target.
+/// Only the run itself decides those cases.
+pub fn up_to_date(top: &Path, cwd: &Path, targets: &[PathBuf]) -> Result<bool, StoreError> {
+    let Some(store) = Store::open_read_only(top)? else {
+        return Ok(false);
+    };
+    if store.user_version()? != SCHEMA_VERSION {
+        return Ok(false);
+    }
+    store.snapshot(|store| {
+        let mut walk = CleanWalk { store, top, clean: HashMap::new(), on_stack: HashSet::new() };
+        for target in targets {
+            let key = paths::key(top, &paths::absolute(cwd, target));
+            if !walk.is_clean(key)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })
+}
+
+/// The depth-first walk of [`up_to_date`], without recursion so that long
+/// dependency chains cannot overflow the stack.
+struct CleanWalk<'a> {
+    store: &'a Store,
+    top: &'a Path,
+    /// Files found clean (for a target, with everything it depends on), with
+    /// their generation, which each dependent compares with its own record.
+    clean: HashMap<PathBuf, i64>,
+    /// Targets whose dependencies are being walked.
+    on_stack: HashSet<PathBuf>,
+}
+
+/// A target whose dependencies [`CleanWalk`] is walking.
+struct Walking {
+    key: PathBuf,
+    generation: i64,
+    deps: Vec<DepRecord>,
+    next: usize,
+}
+
+impl CleanWalk<'_> {
+    fn is_clean(&mut self, key: PathBuf) -> Result<bool, StoreError> {
+        if self.clean.contains_key(&key) {
+            return Ok(true);
+        }
+        let mut stack = Vec::new();
+        match self.enter(key)? {
+            Entered::Clean(_) => return Ok(true),
+            Entered::Dirty => return Ok(false),
+            Entered::Walk(frame) => stack.push(frame),
+        }
+        while let Some(frame) = stack.last_mut() {
+            let Some(dep) = frame.deps.get(frame.next) else {
+                let done = stack.pop().expect("frame");
+                self.on_stack.remove(&done.key);
+                self.clean.insert(done.key, done.generation);
+                continue;
+            };
+            frame.next += 1;
+            if dep.kind == DepKind::IfCreate {
+                match Stamp::read(&paths::from_key(self.top, &dep.key)) {
+                    Ok(stamp) if !stamp.exists() => continue,
+                    _ => return Ok(false),
+                }
+            }
+            if self.on_stack.contains(&dep.key) {
+                return Ok(false);
+            }
+            let wanted = dep.generation;
+            let generation = match self.clean.get(&dep.key) {
+                Some(&generation) => generation,
+                None => match self.enter(dep.key.clone())? {
+                    Entered::Clean(generation) => generation,
+                    Entered::Dirty => return Ok(false),
+                    Entered::Walk(child) if child.generation == wanted => {
+                        stack.push(child);
+                        continue;
+                    }
+                    Entered::Walk(child) => child.generation,
+                },
+            };
+            if generation != wanted {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Looks at one file's own record and stamp.
+    fn enter(&mut self, key: PathBuf) -> Result<Entered, StoreError> {
+        let Some(record) = self.store.file(&key)? else {
+            return Ok(Entered::Dirty);
+        };
+        let abs = paths::from_key(self.top, &key);
+        if !record.is_target {
+            let clean = matches!(Stamp::read(&abs), Ok(stamp) if stamp.exists() && unchanged(&abs, &record, &stamp, content_hash));
+            if !clean {
+                return Ok(Entered::Dirty);
+            }
+            self.clean.insert(key, record.generation);
+            return Ok(Entered::Clean(record.generation));
+        }
+        if record.flags != 0 {
+            return Ok(Entered::Dirty);
+        }
+        let Ok(stamp) = Stamp::read_target(&abs) else {
+            return Ok(Entered::Dirty);
+        };
+        let same_file = match (record.stamp.exists(), stamp.exists()) {
+            (false, false) => true,
+            (true, true) if record.stamp.kind == FileKind::Dir => stamp.kind == FileKind::Dir,
+            (true, true) => unchanged(&abs, &record, &stamp, target_hash),
+            _ => false,
+        };
+        if !same_file {
+            return Ok(Entered::Dirty);
+        }
+        let deps = match record.id {
+            Some(id) => self.store.deps(id)?,
+            None => Vec::new(),
+        };
+        self.on_stack.insert(key.clone());
+        Ok(Entered::Walk(Walking { key, generation: record.generation, deps, next: 0 }))
+    }
+}
+
+enum Entered {
+    /// A clean source, with its generation.
+    Clean(i64),
+    Dirty,
+    Walk(Walking),
+}
+
+/// Tells whether a file is certainly as its record describes it: same
+/// stamp, and, when the stamp was taken too soon after the file changed to
+/// be trusted, same content hash (computed by `hash`).
+fn unchanged(abs: &Path, record: &FileRecord, stamp: &Stamp, hash: HashFn) -> bool {
+    if record.stamp != *stamp {
+        return false;
+    }
+    !stamp.is_racy(record.seen_ns) || matches!(hash(abs, stamp), Ok(found) if found == record.hash)
+}
+
+type HashFn = fn(&Path, &Stamp) -> std::io::Result<Option<crate::stamp::Hash>>;
 
 struct Checker<'a> {
     store: &'a Store,
@@ -211,14 +364,16 @@ pub struct TargetLog {
 /// Reads what `redo-log` needs to know of the target with the given key.
 pub fn target_log(top: &Path, key: &Path) -> Result<Option<TargetLog>, StoreError> {
     let Some(store) = Store::open_read_only(top)? else { return Ok(None) };
-    let Some(record) = store.file(key)? else { return Ok(None) };
-    let Some(id) = record.id else { return Ok(None) };
-    let deps = store.deps(id)?.into_iter().filter(|dep| dep.kind == DepKind::IfChange).map(|dep| dep.key).collect();
-    Ok(Some(TargetLog {
-        is_target: record.is_target,
-        building: record.has(flags::BUILDING),
-        built_run: record.built_run,
-        log: store.log(id)?,
-        deps,
-    }))
+    store.snapshot(|store| {
+        let Some(record) = store.file(key)? else { return Ok(None) };
+        let Some(id) = record.id else { return Ok(None) };
+        let deps = store.deps(id)?.into_iter().filter(|dep| dep.kind == DepKind::IfChange).map(|dep| dep.key).collect();
+        Ok(Some(TargetLog {
+            is_target: record.is_target,
+            building: record.has(flags::BUILDING),
+            built_run: record.built_run,
+            log: store.log(id)?,
+            deps,
+        }))
+    })
 }

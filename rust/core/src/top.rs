@@ -14,6 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::constants::STATE_DIR;
+use crate::paths;
 
 /// Entries that mark the root of a project checkout.
 const PROJECT_MARKERS: &[&str] = &[".git", ".hg", ".svn", ".bzr", "_darcs", ".fossil", "_FOSSIL_", ".jj", ".pijul"];
@@ -33,6 +34,23 @@ pub fn common_ancestor(dirs: &[PathBuf]) -> PathBuf {
         }
     }
     common
+}
+
+/// Finds the top for a request of `targets` (relative to `cwd`, absolute
+/// and normalized): `explicit` when given (relative to `cwd`), otherwise the
+/// result of [`find_top`] from the deepest directory that holds `cwd` and
+/// every target.
+pub fn top_for_request(cwd: &Path, targets: &[PathBuf], explicit: Option<&Path>, home: Option<&Path>) -> PathBuf {
+    if let Some(explicit) = explicit {
+        return paths::absolute(cwd, explicit);
+    }
+    let mut dirs = vec![cwd.to_path_buf()];
+    for target in targets {
+        let abs = paths::absolute(cwd, target);
+        dirs.push(abs.parent().map_or_else(|| abs.clone(), Path::to_path_buf));
+    }
+    let home = home.map(|home| paths::absolute(Path::new("/"), home));
+    find_top(&common_ancestor(&dirs), home.as_deref())
 }
 
 /// Finds the top for a run that starts searching at `start` (absolute).
@@ -89,6 +107,19 @@ mod tests {
         let start = root.path().join("a/b");
         std::fs::create_dir_all(&start).expect("mkdir");
         assert_eq!(find_top(&start, Some(root.path())), start);
+    }
+
+    #[test]
+    fn request_top_covers_every_target() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let project = root.path().join("p");
+        std::fs::create_dir_all(project.join(".redo")).expect("mkdir");
+        std::fs::create_dir_all(project.join("a/b")).expect("mkdir");
+        let cwd = project.join("a/b");
+        let targets = [PathBuf::from("x"), PathBuf::from("../../y")];
+        assert_eq!(top_for_request(&cwd, &targets, None, None), project);
+        let explicit = top_for_request(&cwd, &targets, Some(Path::new("..")), None);
+        assert_eq!(explicit, project.join("a"));
     }
 
     #[test]

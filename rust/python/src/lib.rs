@@ -133,17 +133,20 @@ fn run(
     }
 }
 
-/// Finds the top of the tree for a run that starts at `start`.
+/// Finds the top of the tree for a request of `targets` made in `cwd`:
+/// `explicit` (relative to `cwd`) when given, else a search upwards that
+/// never climbs into `home`.
 #[pyfunction]
-#[pyo3(signature = (start, home=None))]
-fn find_top(start: PathBuf, home: Option<PathBuf>) -> OsString {
-    top::find_top(&start, home.as_deref()).into_os_string()
+#[pyo3(signature = (cwd, targets, explicit=None, home=None))]
+fn find_top(cwd: PathBuf, targets: Vec<PathBuf>, explicit: Option<PathBuf>, home: Option<PathBuf>) -> OsString {
+    top::top_for_request(&cwd, &targets, explicit.as_deref(), home.as_deref()).into_os_string()
 }
 
-/// Returns the deepest directory that contains all of `dirs`.
+/// Tells whether `targets` (relative to `cwd`) are certainly up to date in
+/// the tree at `top`, reading the database only.
 #[pyfunction]
-fn common_ancestor(dirs: Vec<PathBuf>) -> OsString {
-    top::common_ancestor(&dirs).into_os_string()
+fn up_to_date(py: Python<'_>, top: PathBuf, cwd: PathBuf, targets: Vec<PathBuf>) -> PyResult<bool> {
+    py.detach(|| query::up_to_date(&top, &cwd, &targets)).map_err(state_error)
 }
 
 /// Lists the targets (or the sources) recorded in the tree at `top`.
@@ -254,7 +257,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add("EngineError", py.get_type::<EngineError>())?;
     module.add_function(wrap_pyfunction!(run, module)?)?;
     module.add_function(wrap_pyfunction!(find_top, module)?)?;
-    module.add_function(wrap_pyfunction!(common_ancestor, module)?)?;
+    module.add_function(wrap_pyfunction!(up_to_date, module)?)?;
     module.add_function(wrap_pyfunction!(list_files, module)?)?;
     module.add_function(wrap_pyfunction!(out_of_date, module)?)?;
     module.add_function(wrap_pyfunction!(install_client, module)?)?;
