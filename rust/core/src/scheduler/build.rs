@@ -17,6 +17,7 @@ use crate::store::LogRecord;
 use crate::store::{DepKind, flags};
 use crate::tokens::Handoff;
 
+use super::state::Pending;
 use super::{Action, ExitStatus, Failure, Job, JobId, JobSpec, NodeId, Outcome, Scheduler, State};
 
 /// Names of the environment variables that a surrounding build may have
@@ -191,24 +192,19 @@ impl Scheduler<'_> {
         }
         deps.push((do_node, DepKind::IfChange));
 
-        // Commit the BUILDING mark before the script can touch anything, so
-        // that a run killed from here on rebuilds the target next time
-        // instead of mistaking the new file for a hand edit.
-        // The log row names the file that receives stderr while the build
-        // runs, for redo-log --follow. Without logging it is emptied, so
-        // that redo-log does not show the output of an older build.
+        // The BUILDING mark is committed before the script can touch
+        // anything (next_action commits before it hands out a Spawn), so that
+        // a run killed from here on rebuilds the target next time instead of
+        // mistaking the new file for a hand edit. The log row names the file
+        // that receives stderr while the build runs, for redo-log --follow.
+        // Without logging it is emptied, so that redo-log does not show the
+        // output of an older build.
         self.load(id);
         let record = self.record_mut(id);
         record.is_target = true;
         record.set(flags::BUILDING, true);
-        let run = self.run_id;
-        let saved = self.write(|w, graph| match graph[id].record.as_ref().and_then(|record| record.id) {
-            Some(row) => w.put_log(row, &LogRecord { run, live, ..LogRecord::default() }),
-            None => Ok(()),
-        });
-        if saved.is_none() {
-            return self.finish(id, Outcome::Failed);
-        }
+        let log = LogRecord { run: self.run_id, live, ..LogRecord::default() };
+        self.pending.push(Pending::Log { target: id, log });
         self.mark_child(id);
 
         let env = self.job_env(id, &found, job_id);
@@ -274,7 +270,7 @@ impl Scheduler<'_> {
         running.files.discard();
         running.files.release(&mut self.captures, false);
         self.mark_failed(running.node, None);
-        self.unlock_target(running.node);
+        self.unlock_after_write.push(running.node);
         self.fail(running.node, Failure::Spawn { dofile: running.dofile, err });
     }
 
@@ -287,8 +283,8 @@ impl Scheduler<'_> {
         };
         let id = running.node;
         self.complete_job(running, status, background);
-        // Only now, with the new state committed, may another run look at it.
-        self.unlock_target(id);
+        // Another run may look at the target once its new state is committed.
+        self.unlock_after_write.push(id);
         let failed = self.graph[id].outcome() != Some(Outcome::Ok);
         self.report_count(EventKind::Done, id, String::new(), u64::from(failed));
     }
@@ -313,7 +309,7 @@ impl Scheduler<'_> {
         if !status.success() {
             running.files.discard();
             running.files.release(&mut self.captures, shared_stdout);
-            self.mark_failed(id, log.as_ref());
+            self.mark_failed(id, log);
             let failure = Failure::Script { status, dofile: running.dofile, failed_deps: running.failed_deps };
             return self.fail(id, failure);
         }
@@ -325,11 +321,11 @@ impl Scheduler<'_> {
         let produced = match installed {
             Ok(produced) => produced,
             Err(err) => {
-                self.mark_failed(id, log.as_ref());
+                self.mark_failed(id, log);
                 return self.fail(id, Failure::Output { dofile: running.dofile, err });
             }
         };
-        match self.record_build(id, &running, produced, log.as_ref()) {
+        match self.record_build(id, &running, produced, log) {
             Ok(()) => {
                 self.graph[id].built = true;
                 self.finish(id, Outcome::Ok);
@@ -339,14 +335,13 @@ impl Scheduler<'_> {
     }
 
     /// Records that a target's build failed, with its log when there is one.
-    fn mark_failed(&mut self, id: NodeId, log: Option<&LogRecord>) {
+    fn mark_failed(&mut self, id: NodeId, log: Option<LogRecord>) {
         let record = self.record_mut(id);
         record.set(flags::BUILDING, false);
         record.set(flags::FAILED, true);
-        self.write(|w, graph| match (graph[id].record.as_ref().and_then(|record| record.id), log) {
-            (Some(row), Some(log)) => w.put_log(row, log),
-            _ => Ok(()),
-        });
+        if let Some(log) = log {
+            self.pending.push(Pending::Log { target: id, log });
+        }
     }
 
     /// Stores the new state of a built target and its dependencies.
@@ -355,7 +350,7 @@ impl Scheduler<'_> {
         id: NodeId,
         job: &Job,
         produced: Produced,
-        log: Option<&LogRecord>,
+        log: Option<LogRecord>,
     ) -> std::io::Result<()> {
         let abs = self.graph[id].abs.clone();
         let stamp = Stamp::read_target(&abs)?;
@@ -404,24 +399,14 @@ impl Scheduler<'_> {
                 self.record_mut(dep);
             }
         }
-        self.write(|w, graph| {
-            let Some(target) = graph[id].record.as_ref().and_then(|record| record.id) else {
-                return Ok(());
-            };
-            let edges: Vec<(i64, DepKind, i64)> = deps
-                .iter()
-                .filter_map(|&(dep, kind)| {
-                    let record = graph[dep].record.as_ref()?;
-                    Some((record.id?, kind, record.generation))
-                })
-                .filter(|&(dep, _, _)| dep != target)
-                .collect();
-            w.set_deps(target, &edges)?;
-            match log {
-                Some(log) => w.put_log(target, log),
-                None => Ok(()),
-            }
-        });
+        let deps = deps
+            .into_iter()
+            .map(|(dep, kind)| (dep, kind, self.graph[dep].record.as_ref().map_or(0, |record| record.generation)))
+            .collect();
+        self.pending.push(Pending::Deps { target: id, deps });
+        if let Some(log) = log {
+            self.pending.push(Pending::Log { target: id, log });
+        }
         Ok(())
     }
 
@@ -442,11 +427,7 @@ impl Scheduler<'_> {
                 self.graph[running.node].state = State::Done(Outcome::Failed);
             }
         }
-        if self.store.is_some() {
-            self.save();
-        }
-        for id in abandoned {
-            self.unlock_target(id);
-        }
+        self.unlock_after_write.extend(abandoned);
+        self.commit();
     }
 }

@@ -79,6 +79,11 @@ impl Scheduler<'_> {
     }
 
     fn start_check(&mut self, id: NodeId, row: Option<i64>) {
+        // A target built earlier in this run and checked again (after
+        // redo-flush-cache) has its dependencies in a pending write.
+        if !self.pending.is_empty() && !self.commit() {
+            return self.finish(id, Outcome::Failed);
+        }
         let deps = match (&self.store, row) {
             (Some(store), Some(row)) => match store.deps(row) {
                 Ok(deps) => deps,

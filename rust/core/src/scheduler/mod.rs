@@ -165,6 +165,10 @@ pub(crate) struct Scheduler<'a> {
     failed: Vec<NodeId>,
     /// Nodes whose record changed since the last write.
     unsaved: Vec<NodeId>,
+    /// Dependency lists and logs waiting for the next write.
+    pending: Vec<state::Pending>,
+    /// Targets whose cross-run lock is released once the next write commits.
+    unlock_after_write: Vec<NodeId>,
     /// Stdout capture files, reused between jobs.
     captures: CapturePool,
     /// The tree's lock file, opened when the first job starts.
@@ -208,6 +212,8 @@ impl<'a> Scheduler<'a> {
             stopping: false,
             failed: Vec::new(),
             unsaved: Vec::new(),
+            pending: Vec::new(),
+            unlock_after_write: Vec::new(),
             captures: CapturePool::new(config.top.join(crate::constants::STATE_DIR).join("tmp")),
             locks: None,
             lock_waiters: Vec::new(),
@@ -217,8 +223,20 @@ impl<'a> Scheduler<'a> {
         }
     }
 
-    /// Takes the next action for the engine.
+    /// Takes the next action for the engine. What the run changed is
+    /// committed before a job starts (its BUILDING mark must be on disk
+    /// first), and, when no action is left, if a finished build waits to be
+    /// written: a job's completion and the start of the next one share one
+    /// transaction. Refreshed stamps of sources go with the next one.
     pub fn next_action(&mut self) -> Option<Action> {
+        let must_commit = match self.actions.front() {
+            Some(Action::Spawn { .. }) => true,
+            Some(Action::Reply { .. }) => false,
+            None => !self.pending.is_empty() || !self.unlock_after_write.is_empty(),
+        };
+        if must_commit && !self.commit() {
+            return None;
+        }
         self.actions.pop_front()
     }
 

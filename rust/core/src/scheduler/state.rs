@@ -1,11 +1,21 @@
 //! The scheduler's side of the state database: records are loaded when a
 //! node is first needed, changed in memory, and written in short
-//! transactions at the points where a killed run must find them written.
+//! transactions at the points where a killed run must find them written:
+//! before a job starts, and before the engine waits for the next event.
 
-use crate::store::{FileRecord, Store, StoreError, Writer};
+use crate::store::{DepKind, FileRecord, LogRecord, Store, StoreError, Writer};
 
 use super::graph::Graph;
 use super::{NodeId, Scheduler};
+
+/// A change besides file records that waits for the next write.
+pub(super) enum Pending {
+    /// A built target's dependencies, with the generation of each when the
+    /// target was built.
+    Deps { target: NodeId, deps: Vec<(NodeId, DepKind, i64)> },
+    /// The log of a target's build.
+    Log { target: NodeId, log: LogRecord },
+}
 
 impl Scheduler<'_> {
     /// Loads a node's database record the first time it is needed.
@@ -81,16 +91,51 @@ impl Scheduler<'_> {
         }
     }
 
-    /// Saves every changed record; returns false after a fatal database error.
-    pub(super) fn save(&mut self) -> bool {
-        self.write(|_, _| Ok(())).is_some()
+    /// Writes every changed record and pending change in one transaction,
+    /// then releases the locks that waited for it. Returns false after a
+    /// fatal database error.
+    pub(super) fn commit(&mut self) -> bool {
+        let pending = std::mem::take(&mut self.pending);
+        // Without a database nothing was built yet: there is nothing to keep.
+        let written = if self.store.is_none() || (self.unsaved.is_empty() && pending.is_empty()) {
+            true
+        } else {
+            self.write(|w, graph| {
+                let row = |id: NodeId| graph[id].record.as_ref().and_then(|record| record.id);
+                for change in &pending {
+                    match change {
+                        Pending::Deps { target, deps } => {
+                            let Some(target) = row(*target) else { continue };
+                            let edges: Vec<(i64, DepKind, i64)> = deps
+                                .iter()
+                                .filter_map(|&(dep, kind, generation)| Some((row(dep)?, kind, generation)))
+                                .filter(|&(dep, _, _)| dep != target)
+                                .collect();
+                            w.set_deps(target, &edges)?;
+                        }
+                        Pending::Log { target, log } => {
+                            if let Some(target) = row(*target) {
+                                w.put_log(target, log)?;
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .is_some()
+        };
+        for id in std::mem::take(&mut self.unlock_after_write) {
+            self.unlock_target(id);
+        }
+        written
     }
 
-    /// Saves every changed record and the run's end; called once at the end.
+    /// Saves everything and the run's end; called once at the end.
     pub fn finish_run(&mut self, status: i32) {
         if self.store.is_none() {
             return;
         }
+        self.commit();
         let run = self.run_id;
         let now = crate::stamp::now_ns();
         self.write(|w, _| if run > 0 { w.finish_run(run, now, status) } else { Ok(()) });

@@ -497,3 +497,24 @@ fn read_only_check_compares_generations_of_shared_dependencies() {
     assert!(harness.up_to_date(&["a"]));
     assert!(!assert_check_agrees(&harness, &["a", "b"]), "b depends on a c that changed");
 }
+
+#[test]
+fn building_mark_is_committed_before_the_job_starts() {
+    let mut harness = Harness::new();
+    harness.script("all", &[Step::Write("all")]);
+    let config = harness.config(1, false);
+    let resolver = FakeResolver { dir: harness.dir.path().to_path_buf(), scripts: harness.scripts.clone() };
+    let recorder = Recorder::default();
+    let store = Store::open_existing(harness.dir.path()).expect("open store");
+    let mut scheduler =
+        Scheduler::new(&config, &resolver, &recorder, PathBuf::from("/nonexistent"), store, Tokens::counted(1));
+    scheduler.submit_top(&[PathBuf::from("all")], true);
+    scheduler.drain();
+    let Some(Action::Spawn { .. }) = scheduler.next_action() else {
+        panic!("expected the job to start: {:?}", recorder.events());
+    };
+    // Another connection sees what a run killed right now would leave.
+    let reader = Store::open_read_only(harness.dir.path()).expect("open").expect("a database");
+    let record = reader.file(Path::new("all")).expect("read").expect("a record");
+    assert!(record.has(crate::store::flags::BUILDING));
+}
