@@ -244,29 +244,37 @@ impl JobFiles {
     /// `shared_stdout` means that processes the job left running may still
     /// write to the capture file, which must then be copied, not renamed.
     pub fn install(&mut self, shared_stdout: bool) -> Result<Produced, OutputError> {
+        let produced = self.inspect()?;
+        if produced == Produced::Dollar3 {
+            replace(&self.dollar3, &self.target)?;
+            return Ok(Produced::Dollar3);
+        }
+        if produced == Produced::Stdout {
+            self.stdout_into_place(shared_stdout)?;
+            return Ok(Produced::Stdout);
+        }
+        remove_any(&self.target).map_err(|err| io_error("remove the stale target", &self.target, err))?;
+        Ok(Produced::Nothing)
+    }
+
+    /// Tells what the script produced, or which rule it broke, without
+    /// changing anything.
+    pub fn inspect(&self) -> Result<Produced, OutputError> {
         let after = Stamp::read_target(&self.target).map_err(|err| io_error("read", &self.target, err))?;
         let dollar3 = Stamp::read_target(&self.dollar3).map_err(|err| io_error("read", &self.dollar3, err))?;
         let stdout_len = match &self.capture {
             Some(capture) => capture.size().map_err(|err| io_error("read", &capture.path, err))?,
             None => 0,
         };
-
         if after.exists() && after.kind != FileKind::Dir && after != self.before {
             return Err(OutputError::WroteTarget);
         }
-        if dollar3.exists() && stdout_len > 0 {
-            return Err(OutputError::BothOutputs);
+        match (dollar3.exists(), stdout_len > 0) {
+            (true, true) => Err(OutputError::BothOutputs),
+            (true, false) => Ok(Produced::Dollar3),
+            (false, true) => Ok(Produced::Stdout),
+            (false, false) => Ok(Produced::Nothing),
         }
-        if dollar3.exists() {
-            replace(&self.dollar3, &self.target)?;
-            return Ok(Produced::Dollar3);
-        }
-        if stdout_len > 0 {
-            self.stdout_into_place(shared_stdout)?;
-            return Ok(Produced::Stdout);
-        }
-        remove_any(&self.target).map_err(|err| io_error("remove the stale target", &self.target, err))?;
-        Ok(Produced::Nothing)
     }
 
     fn stdout_into_place(&mut self, shared_stdout: bool) -> Result<(), OutputError> {

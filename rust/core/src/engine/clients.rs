@@ -79,7 +79,10 @@ impl Engine<'_> {
                 Ok(Some(len)) if connection.input.len() >= len => {
                     connection.dispatched = true;
                     match protocol::Request::decode(&connection.input[..len]) {
-                        Ok(request) => self.scheduler.request(id, request),
+                        Ok(request) => {
+                            self.wait_started(request.job);
+                            self.scheduler.request(id, request);
+                        }
                         Err(err) => self.send_reply(id, &Reply::error(exit::FAILED, format!("redo: error: {err}"))),
                     }
                     return;

@@ -4,8 +4,9 @@
 //! The engine owns an epoll set. It watches the signalfd, the listening
 //! socket, the connections of inner commands, and the pidfds of running jobs
 //! and, when redo waits for them, of the processes they left running. It
-//! also watches the inotify descriptor that follows jobs' stderr and the
-//! eventfd through which jobserver tokens arrive.
+//! also watches the inotify descriptor that follows jobs' stderr, the
+//! eventfd through which jobserver tokens arrive, and the one through which
+//! the spawning thread reports started jobs.
 //!
 //! Its loop lets the scheduler do all the work it can and carries out the
 //! actions it produced (start processes, send replies). Then it waits for
@@ -14,6 +15,7 @@
 
 mod clients;
 mod processes;
+mod spawner;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -37,6 +39,8 @@ use crate::signals::Signals;
 use crate::spawn;
 use crate::store::{Store, StoreError};
 use crate::tokens::Tokens;
+
+use spawner::Spawner;
 
 /// Settings of one run.
 #[derive(Clone, Debug, Default)]
@@ -155,6 +159,8 @@ pub fn run(
     // The descriptors the loop watches.
     let use_pidfd = config.use_pidfd && spawn::pidfds_supported();
     let signals = Signals::block(!use_pidfd).map_err(setup("block signals"))?;
+    // Started after the signals are blocked: the thread inherits the mask.
+    let spawner = Spawner::start().map_err(setup("start the thread that starts jobs"))?;
     let listener = Listener::create().map_err(setup("create the engine socket"))?;
     let epoll =
         Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|errno| setup("create an epoll set")(errno.into()))?;
@@ -191,11 +197,13 @@ pub fn run(
         clients: HashMap::new(),
         next_client: 1,
         procs: HashMap::new(),
+        spawner,
         programs: HashMap::new(),
     };
 
     engine.watch(engine.signals.fd(), Source::Signals)?;
     engine.watch(engine.listener.socket().as_fd(), Source::Listener)?;
+    engine.watch(engine.spawner.wake_fd(), Source::Spawned)?;
     if let Some(fd) = engine.scheduler.tokens_fd() {
         engine.watch(fd, Source::Tokens)?;
     }
@@ -216,6 +224,7 @@ enum Source {
     Background(JobId),
     Tokens,
     Output,
+    Spawned,
 }
 
 const KIND_SHIFT: u32 = 56;
@@ -231,6 +240,7 @@ impl Source {
             Source::Background(id) => (5, id),
             Source::Tokens => (6, 0),
             Source::Output => (7, 0),
+            Source::Spawned => (8, 0),
         };
         (kind << KIND_SHIFT) | (id & ID_MASK)
     }
@@ -245,6 +255,7 @@ impl Source {
             5 => Source::Background(id),
             6 => Source::Tokens,
             7 => Source::Output,
+            8 => Source::Spawned,
             _ => return None,
         })
     }
@@ -267,6 +278,7 @@ struct Engine<'a> {
     clients: HashMap<ClientId, clients::Connection>,
     next_client: ClientId,
     procs: HashMap<JobId, processes::Proc>,
+    spawner: Spawner,
     /// Paths of the programs that started jobs, by name.
     programs: HashMap<OsString, PathBuf>,
 }
@@ -286,8 +298,9 @@ impl Engine<'_> {
                 self.stop_jobs(Signal::SIGTERM);
                 return Err(err.into());
             }
+            let no_process = self.procs.is_empty() && self.spawner.idle();
             if let Some(success) = self.scheduler.top_result() {
-                if self.procs.is_empty() {
+                if no_process {
                     let outcome = match success && self.scheduler.failed_targets().is_empty() {
                         true => RunOutcome::Success,
                         false => RunOutcome::Failed(self.scheduler.failed_targets()),
@@ -298,7 +311,7 @@ impl Engine<'_> {
                         None => Ok(outcome),
                     };
                 }
-            } else if self.procs.is_empty() && !self.scheduler.waiting_for_locks() {
+            } else if no_process && !self.scheduler.waiting_for_locks() {
                 return Err(EngineError::Stalled);
             }
 
@@ -308,6 +321,7 @@ impl Engine<'_> {
                 Err(Errno::EINTR) => continue,
                 Err(errno) => return Err(setup("wait for events")(errno.into())),
             };
+            self.collect_started();
             for event in &events[..count] {
                 match Source::decode(event.data()) {
                     Some(Source::Signals) => {
@@ -321,6 +335,7 @@ impl Engine<'_> {
                     Some(Source::Background(job)) => self.check_background(job),
                     Some(Source::Tokens) => self.scheduler.collect_tokens(),
                     Some(Source::Output) => self.read_output(),
+                    Some(Source::Spawned) => self.collect_started(),
                     None => {}
                 }
             }
@@ -359,6 +374,9 @@ impl Engine<'_> {
         if self.needs_polling() || self.scheduler.waiting_for_locks() {
             wait = Some(POLL_INTERVAL);
         }
+        if let Some(due) = self.scheduler.commit_due() {
+            wait = Some(wait.map_or(due, |wait| wait.min(due)));
+        }
         if let Some(next) = self.next_tick {
             let until_tick = next.saturating_duration_since(Instant::now());
             wait = Some(wait.map_or(until_tick, |wait| wait.min(until_tick)));
@@ -386,6 +404,7 @@ impl Engine<'_> {
             }
         }
         for job in jobs {
+            self.wait_started(job);
             self.scheduler.job_output(job);
         }
     }

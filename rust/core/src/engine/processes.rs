@@ -16,6 +16,7 @@ use crate::constants::exit;
 use crate::scheduler::{ExitStatus, JobId, JobSpec};
 use crate::spawn::{self, Background, Child};
 
+use super::spawner::Started;
 use super::{Engine, STOP_GRACE, Source};
 
 /// A job's process and what is known of its end.
@@ -40,7 +41,32 @@ impl Engine<'_> {
                 self.watches.insert(watch, job);
             }
         }
-        match spawn::spawn(spec, &program, self.use_pidfd) {
+        if let Some(started) = self.spawner.submit(job, spec, program, self.use_pidfd) {
+            self.started(started);
+        }
+    }
+
+    /// Takes note of the jobs that the spawning thread started.
+    pub(super) fn collect_started(&mut self) {
+        for started in self.spawner.take() {
+            self.started(started);
+        }
+    }
+
+    /// Makes sure that a job's start is known before something it did is
+    /// handled: its process can write or call redo-ifchange before the
+    /// spawning thread reports it, and its build line must come first.
+    pub(super) fn wait_started(&mut self, job: JobId) {
+        if self.spawner.is_starting(job) {
+            for started in self.spawner.take_all() {
+                self.started(started);
+            }
+        }
+    }
+
+    /// Takes note of a started job (or of one that could not start).
+    pub(super) fn started(&mut self, (job, result): Started) {
+        match result {
             Ok(child) => {
                 let mut child = child;
                 if let Some(pidfd) = &child.pidfd {
@@ -114,12 +140,12 @@ impl Engine<'_> {
         }
         let pgid = proc.child.pid;
         let members = spawn::group_members(pgid);
-        if members.is_empty() {
+        if members.is_empty() || !self.wait_background {
             self.procs.remove(&job);
-            return self.job_exited(job, status, &[]);
-        }
-        if !self.wait_background {
-            self.procs.remove(&job);
+            // Start the next job first: installing and recording this one's
+            // outputs can happen while the next script runs.
+            self.scheduler.release_job(job, status);
+            self.settle();
             return self.job_exited(job, status, &members);
         }
         if let Some(proc) = self.procs.get_mut(&job) {
@@ -184,6 +210,9 @@ impl Engine<'_> {
     /// SIGKILL if they outlive the grace period too. Finally removes the
     /// jobs' temporary files.
     pub(super) fn stop_jobs(&mut self, signal: Signal) {
+        for started in self.spawner.take_all() {
+            self.started(started);
+        }
         let groups: Vec<Pid> = self.procs.values().map(|proc| proc.child.pid).collect();
         for &group in &groups {
             spawn::signal_group(group, signal);

@@ -274,6 +274,22 @@ impl Scheduler<'_> {
         self.fail(running.node, Failure::Spawn { dofile: running.dofile, err });
     }
 
+    /// Frees the token of a job whose script exited with success and left
+    /// a result that can be installed, so that the next job can start before
+    /// this one's result is installed and recorded. (After a failure, the
+    /// token waits: without --keep-going, nothing new may start.) The
+    /// script's last lines of stderr are shown first.
+    pub fn release_job(&mut self, job: JobId, status: ExitStatus) {
+        self.read_output(job, true);
+        let Some(running) = self.jobs.get_mut(&job) else { return };
+        if !status.success() || running.files.inspect().is_err() {
+            return;
+        }
+        if let Some(token) = running.token.take() {
+            self.tokens.put(token);
+        }
+    }
+
     /// Handles the exit of a job's process. `background` lists the processes
     /// it started that still run; they may still hold its stdout.
     pub fn job_exited(&mut self, job: JobId, status: ExitStatus, background: &[Background]) {

@@ -169,6 +169,8 @@ pub(crate) struct Scheduler<'a> {
     pending: Vec<state::Pending>,
     /// Targets whose cross-run lock is released once the next write commits.
     unlock_after_write: Vec<NodeId>,
+    /// When the last write committed.
+    last_commit: std::time::Instant,
     /// Stdout capture files, reused between jobs.
     captures: CapturePool,
     /// The tree's lock file, opened when the first job starts.
@@ -182,6 +184,11 @@ pub(crate) struct Scheduler<'a> {
     /// A database error that ends the run.
     fatal: Option<StoreError>,
 }
+
+/// How long a finished build may wait for the next job's commit before it
+/// is committed on its own. Until then, another run that waits for the
+/// target waits this much longer.
+const COMMIT_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl<'a> Scheduler<'a> {
     /// Creates the scheduler of a run; `store` is the existing database, if any.
@@ -214,6 +221,7 @@ impl<'a> Scheduler<'a> {
             unsaved: Vec::new(),
             pending: Vec::new(),
             unlock_after_write: Vec::new(),
+            last_commit: std::time::Instant::now(),
             captures: CapturePool::new(config.top.join(crate::constants::STATE_DIR).join("tmp")),
             locks: None,
             lock_waiters: Vec::new(),
@@ -224,20 +232,33 @@ impl<'a> Scheduler<'a> {
     }
 
     /// Takes the next action for the engine. What the run changed is
-    /// committed before a job starts (its BUILDING mark must be on disk
-    /// first), and, when no action is left, if a finished build waits to be
-    /// written: a job's completion and the start of the next one share one
-    /// transaction. Refreshed stamps of sources go with the next one.
+    /// committed before a job starts, since its BUILDING mark must be on
+    /// disk first. A finished build rides along with that commit when one
+    /// comes soon, or is committed once nothing runs or [`COMMIT_DELAY`]
+    /// passed (see [`Scheduler::commit_due`]): a build then costs one
+    /// transaction per job. Refreshed stamps of sources go with the next one.
     pub fn next_action(&mut self) -> Option<Action> {
         let must_commit = match self.actions.front() {
             Some(Action::Spawn { .. }) => true,
             Some(Action::Reply { .. }) => false,
-            None => !self.pending.is_empty() || !self.unlock_after_write.is_empty(),
+            None => self.commit_due() == Some(std::time::Duration::ZERO),
         };
         if must_commit && !self.commit() {
             return None;
         }
         self.actions.pop_front()
+    }
+
+    /// How long until finished builds waiting to be written must be
+    /// committed; `None` when none waits.
+    pub fn commit_due(&self) -> Option<std::time::Duration> {
+        if self.pending.is_empty() && self.unlock_after_write.is_empty() {
+            return None;
+        }
+        if self.jobs.is_empty() {
+            return Some(std::time::Duration::ZERO);
+        }
+        Some(COMMIT_DELAY.saturating_sub(self.last_commit.elapsed()))
     }
 
     /// Takes the database error that ended the run, if any.

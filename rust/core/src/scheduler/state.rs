@@ -127,6 +127,7 @@ impl Scheduler<'_> {
         for id in std::mem::take(&mut self.unlock_after_write) {
             self.unlock_target(id);
         }
+        self.last_commit = std::time::Instant::now();
         written
     }
 
