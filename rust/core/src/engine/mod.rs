@@ -316,6 +316,7 @@ impl Engine<'_> {
             }
 
             let timeout = self.timeout();
+            self.scheduler.end_reads();
             let count = match self.epoll.wait(&mut events, timeout) {
                 Ok(count) => count,
                 Err(Errno::EINTR) => continue,

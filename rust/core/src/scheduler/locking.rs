@@ -63,6 +63,11 @@ impl Scheduler<'_> {
             .partition(|&(id, _, _)| !locks.is_held_elsewhere(&self.graph[id].key).unwrap_or(false));
         self.lock_waiters = held;
         self.warn_long_waits();
+        if !free.is_empty() {
+            // The other run committed before it released the lock; a read
+            // transaction opened before that would not show its work.
+            self.end_reads();
+        }
         for (id, _, _) in free {
             let message = format!("{} is free again; checking it", self.quoted(id));
             self.report_lock(id, message);

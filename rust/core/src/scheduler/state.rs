@@ -31,6 +31,14 @@ impl Scheduler<'_> {
         }
     }
 
+    /// Lets the next read see what other runs committed since the last one;
+    /// the engine calls it before it waits for events.
+    pub fn end_reads(&self) {
+        if let Some(store) = &self.store {
+            store.end_reads();
+        }
+    }
+
     pub(super) fn set_fatal(&mut self, err: StoreError) {
         if self.fatal.is_none() {
             self.fatal = Some(err);
