@@ -44,9 +44,9 @@ def run_command(name: str, args: Sequence[str]) -> NoReturn:
 
 def _nothing_to_do(args: Sequence[str]) -> bool:
     """Tell whether a top-level ``redo-ifchange args`` would build nothing and
-    print nothing. Any doubt (an option, an odd name, a setting to validate,
-    a problem with the state) says no, and the full command, which reports
-    problems, runs instead."""
+    print nothing. In doubt (an option, an odd name, a setting to validate, a
+    problem with the state) the answer is False, and the full command runs
+    instead and reports any problem."""
     targets = list(args) or ["all"]
     if any(not target or target.startswith("-") or "\n" in target for target in targets):
         return False

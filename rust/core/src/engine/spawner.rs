@@ -78,7 +78,7 @@ impl Spawner {
         }
     }
 
-    /// The descriptor that becomes readable when results wait.
+    /// Returns the descriptor that becomes readable when results wait.
     pub(super) fn wake_fd(&self) -> BorrowedFd<'_> {
         self.wake.as_fd()
     }
