@@ -95,10 +95,14 @@ impl Spawner {
 
     /// Takes the results that arrived.
     pub(super) fn take(&mut self) -> Vec<Started> {
+        // Read even when no start is under way: `take_all` may have taken a
+        // result before the thread signalled it, and an eventfd left
+        // readable would wake the loop again at once, for as long as the
+        // job runs.
+        let _ = self.wake.read();
         if self.starting.is_empty() {
             return Vec::new();
         }
-        let _ = self.wake.read();
         let started: Vec<Started> = self.results.try_iter().collect();
         self.starting.retain(|job| !started.iter().any(|(done, _)| done == job));
         started
@@ -126,5 +130,49 @@ impl Drop for Spawner {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::ffi::{OsStr, OsString};
+
+    fn job(script: &str) -> (JobSpec, PathBuf) {
+        let spec = JobSpec {
+            argv: vec!["sh".into(), "-c".into(), script.into()],
+            cwd: std::env::temp_dir(),
+            env: vec![(OsString::from("PATH"), OsString::from("/usr/bin:/bin"))],
+            stdout: std::fs::File::open("/dev/null").expect("/dev/null"),
+            stderr: None,
+            inherit: Vec::new(),
+        };
+        let program = spawn::find_program(OsStr::new("sh"), OsStr::new("/usr/bin:/bin")).expect("sh on PATH");
+        (spec, program)
+    }
+
+    fn wake_is_readable(spawner: &Spawner) -> bool {
+        let mut fds = [PollFd::new(spawner.wake_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::ZERO).expect("poll") > 0
+    }
+
+    #[test]
+    fn the_wake_descriptor_is_quiet_once_every_result_is_taken() {
+        let mut spawner = Spawner::start().expect("spawner");
+        let (spec, program) = job("exit 0");
+        assert!(spawner.submit(1, spec, program, false).is_none());
+        assert!(spawner.is_starting(1));
+        // Waiting for the result can take it before the thread signals it;
+        // the signal then comes late, which this write stands for. One
+        // look at the results must clear it, so that the engine's loop
+        // wakes once and not again for as long as the job runs.
+        let started = spawner.take_all();
+        assert_eq!(started.len(), 1);
+        assert!(spawner.idle());
+        spawner.wake.write(1).expect("signal");
+        assert!(wake_is_readable(&spawner));
+        assert!(spawner.take().is_empty());
+        assert!(!wake_is_readable(&spawner), "the wake descriptor stays readable with nothing to take");
     }
 }
