@@ -213,7 +213,8 @@ print(json.dumps({{"targets": redors.targets({root!r}), "sources": redors.source
 def test_damaged_database_raises_state_error(tree: Tree) -> None:
     tree.write("x.do", "echo x > $3\n")
     tree.redo("x")
-    tree.path(".redo/redors.db").write_bytes(b"not a database\n" * 300)
+    for name in ("redors.db", "redors.db-wal"):
+        tree.path(f".redo/{name}").write_bytes(b"not a database\n" * 300)
     root = str(tree.root)
 
     caught = python_json(

@@ -173,6 +173,16 @@ def build_once(tree: Tree) -> Path:
     return tree.path(DATABASE)
 
 
+def damage(database: Path, garbage: bytes) -> None:
+    """Overwrite a database with garbage, and its write-ahead log, which
+    redors keeps between runs and which would otherwise still supply the
+    pages it holds."""
+    database.write_bytes(garbage)
+    log = database.with_name(database.name + "-wal")
+    if log.exists():
+        log.write_bytes(garbage)
+
+
 @pytest.mark.parametrize(
     "command",
     [
@@ -185,7 +195,7 @@ def build_once(tree: Tree) -> Path:
 def test_damaged_database_left_untouched(tree: Tree, command: List[str]) -> None:
     database = build_once(tree)
     garbage = bytes(range(256)) * 16
-    database.write_bytes(garbage)
+    damage(database, garbage)
 
     result = tree.run(*command)
 
