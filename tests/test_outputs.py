@@ -363,6 +363,28 @@ def test_writing_target_directly_fails(tree: Tree) -> None:
     assert temp_files(tree) == []
 
 
+@pytest.mark.parametrize("command", ["redo", "redo-ifchange"])
+def test_writing_target_directly_keeps_failing_until_fixed(tree: Tree, command: str) -> None:
+    # The file the script wrote is the build's doing, not a hand edit: a
+    # second run must not keep it as a source and succeed.
+    tree.write("x.do", 'echo direct > "$1"\n')
+    assert tree.run("redo", "x").returncode == 1
+
+    again = tree.run(command, "x")
+
+    assert again.returncode == 1, str(again)
+    assert "changed the target file directly" in again.stderr
+    assert "changed outside redo" not in again.stderr
+    assert tree.run("redo-ood").stdout.split() == ["x"]
+
+    tree.touch_later("x.do", 'echo fixed > "$3"\n')
+    fixed = tree.run(command, "x")
+
+    assert fixed.returncode == 0, str(fixed)
+    assert tree.read("x") == "fixed\n"
+    assert "changed outside redo" not in fixed.stderr
+
+
 def test_overwriting_old_target_directly_fails(tree: Tree) -> None:
     tree.write("x.do", "echo old\n")
     tree.redo("x")

@@ -351,8 +351,20 @@ impl Scheduler<'_> {
     }
 
     /// Records that a target's build failed, with its log when there is one.
+    ///
+    /// Whatever the script did to the target file itself (a script that
+    /// writes `$1` fails, but its file stays) is recorded too: it is the
+    /// build's doing, not a hand edit, so the next run builds the target
+    /// again instead of keeping that file as a source.
     fn mark_failed(&mut self, id: NodeId, log: Option<LogRecord>) {
+        let abs = &self.graph[id].abs;
+        let left = Stamp::read_target(abs).ok().map(|stamp| (stamp, target_hash(abs, &stamp).ok().flatten()));
         let record = self.record_mut(id);
+        if let Some((stamp, hash)) = left {
+            record.stamp = stamp;
+            record.hash = hash;
+            record.seen_ns = now_ns();
+        }
         record.set(flags::BUILDING, false);
         record.set(flags::FAILED, true);
         if let Some(log) = log {
