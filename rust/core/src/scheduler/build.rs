@@ -278,14 +278,16 @@ impl Scheduler<'_> {
     /// a result that can be installed, so that the next job can start before
     /// this one's result is installed and recorded. (After a failure, the
     /// token waits: without --keep-going, nothing new may start.) The
-    /// script's last lines of stderr are shown first.
+    /// script's last lines of stderr are shown first. When a script waits
+    /// for this target alone, the token stays for that script to go on
+    /// with, so that with -j1 the build stays depth first.
     pub fn release_job(&mut self, job: JobId, status: ExitStatus) {
         self.read_output(job, true);
-        let Some(running) = self.jobs.get_mut(&job) else { return };
-        if !status.success() || running.files.inspect().is_err() {
+        let Some(running) = self.jobs.get(&job) else { return };
+        if !status.success() || running.files.inspect().is_err() || self.resumes_a_script(running.node) {
             return;
         }
-        if let Some(token) = running.token.take() {
+        if let Some(token) = self.jobs.get_mut(&job).and_then(|running| running.token.take()) {
             self.tokens.put(token);
         }
     }

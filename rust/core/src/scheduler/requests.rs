@@ -72,6 +72,18 @@ impl Requests {
 }
 
 impl Scheduler<'_> {
+    /// Tells whether a script waits for `id` alone: settling it ends the
+    /// script's wait.
+    pub(super) fn resumes_a_script(&self, id: NodeId) -> bool {
+        self.graph[id].waiters.iter().any(|waiter| match waiter {
+            Waiter::Request(request) => self
+                .requests
+                .get(*request)
+                .is_some_and(|entry| entry.pending == 1 && matches!(entry.origin, Origin::Job { .. })),
+            Waiter::Check(_) => false,
+        })
+    }
+
     /// Submits the targets named on the command line, relative to the start
     /// directory. `force` builds them even if they are up to date.
     pub fn submit_top(&mut self, targets: &[PathBuf], force: bool) {

@@ -63,6 +63,8 @@ struct FakeJob {
 struct Trace {
     /// Targets in the order their jobs started.
     started: Vec<String>,
+    /// "start TARGET" and "resume TARGET" (a script's wait ended), in order.
+    order: Vec<String>,
     /// Most jobs running at once.
     max_parallel: usize,
     /// Whether the top-level request succeeded.
@@ -133,6 +135,7 @@ impl Harness {
                         let target = env_value(&spec.env, "REDO_TARGET");
                         let dollar3 = spec.cwd.join(spec.argv.last().expect("$3"));
                         trace.started.push(target.clone());
+                        trace.order.push(format!("start {target}"));
                         let steps = resolver.scripts[&target].iter().cloned().collect();
                         jobs.push(FakeJob { id: job, target, dollar3, steps, waiting: None });
                         trace.max_parallel = trace.max_parallel.max(jobs.len());
@@ -141,6 +144,7 @@ impl Harness {
                         let job =
                             jobs.iter_mut().find(|job| job.waiting == Some(client)).expect("reply to a waiting job");
                         job.waiting = None;
+                        trace.order.push(format!("resume {}", job.target));
                         if reply.status != 0 {
                             job.steps = VecDeque::from([Step::Exit(reply.status)]);
                         }
@@ -188,13 +192,14 @@ impl Harness {
                 Some(Step::Copy(name)) => {
                     std::fs::copy(self.dir.path().join(name), &job.dollar3).expect("copy to $3");
                 }
-                Some(Step::Exit(code)) => {
+                step @ (Some(Step::Exit(_)) | None) => {
+                    let status = ExitStatus::Code(if let Some(Step::Exit(code)) = step { code } else { 0 });
                     let job = jobs.remove(index);
-                    scheduler.job_exited(job.id, ExitStatus::Code(code), &[]);
-                }
-                None => {
-                    let job = jobs.remove(index);
-                    scheduler.job_exited(job.id, ExitStatus::Code(0), &[]);
+                    // As the engine does: the token may go to the next job
+                    // before the result is recorded.
+                    scheduler.release_job(job.id, status);
+                    scheduler.drain();
+                    scheduler.job_exited(job.id, status, &[]);
                 }
             }
         }
@@ -223,6 +228,20 @@ fn nested_requests_do_not_deadlock_with_one_token() {
     assert_eq!(trace.started, ["all", "a", "c", "b"]);
     assert_eq!(trace.max_parallel, 3, "waiting jobs stay alive while their dependencies build");
     assert_eq!(harness.read("all"), "all");
+}
+
+#[test]
+fn one_token_resumes_a_waiting_script_before_starting_another() {
+    let mut harness = Harness::new();
+    harness
+        .script("all", &[Step::IfChange(&["p", "q"]), Step::Write("all")])
+        .script("p", &[Step::IfChange(&["dep"]), Step::Write("p")])
+        .script("q", &[Step::Write("q")])
+        .script("dep", &[Step::Write("dep")]);
+    let (trace, events) = harness.build(&["all"], true, 1, false);
+    assert!(trace.success, "{events:?}");
+    // Depth first: p goes on as soon as dep is built, and q starts after p.
+    assert_eq!(trace.order, ["start all", "start p", "start dep", "resume p", "start q", "resume all"]);
 }
 
 #[test]
