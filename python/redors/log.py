@@ -83,6 +83,10 @@ class _Replay:
         self.cwd = cwd
         self.options = options
         self.color = options.pretty and use_color(options.output, options.color)
+        self.last_header = ""
+        self.shown: Set[str] = set()
+        """Targets whose log this replay printed: each appears once, where
+        it first comes, although several targets may depend on it."""
 
     def key(self, name: str) -> str:
         """The database key of a target named relative to the current directory."""
@@ -98,6 +102,7 @@ class _Replay:
         self.options.output.flush()
 
     def header(self, key: str, depth: int) -> None:
+        self.last_header = key
         name = self.display(key)
         if not self.options.pretty:
             self.write(f"redo {name}")
@@ -109,20 +114,24 @@ class _Replay:
     def text(self, key: str, data: bytes) -> None:
         if not self.options.details or not data:
             return
-        prefix = "" if self.options.pretty else f"[{self.display(key)}] "
+        # As during the build: a line that does not come from the target of
+        # the build line above it names its target.
+        plain = self.options.pretty and key == self.last_header
+        prefix = "" if plain else f"[{self.display(key)}] "
         for line in data.decode("utf-8", "replace").splitlines():
             self.write(prefix + line)
 
-    def show(self, key: str, depth: int, ancestors: Set[str]) -> None:
+    def show(self, key: str, depth: int) -> None:
         entry = _load(self.top, key)
         self.header(key, depth)
+        self.shown.add(key)
         if entry is None:
             return
         marks = {child: offset for offset, child in reversed(entry.children)}
         events: List[Tuple[int, str]] = [(offset, child) for offset, child in entry.children]
         if self.options.recursive:
             for dep in entry.deps:
-                if dep in marks or dep in ancestors:
+                if dep in marks or dep in self.shown:
                     continue
                 dep_entry = _load(self.top, dep)
                 if dep_entry is None or not dep_entry.is_target:
@@ -135,8 +144,8 @@ class _Replay:
         for offset, child in events:
             self.text(key, entry.content[position:offset])
             position = max(position, offset)
-            if self.options.recursive and child not in ancestors:
-                self.show(child, depth + 1, ancestors | {key})
+            if self.options.recursive and child not in self.shown:
+                self.show(child, depth + 1)
         self.text(key, entry.content[position:])
 
     def follow(self, key: str) -> None:
@@ -145,6 +154,7 @@ class _Replay:
         if entry is None or not entry.building or entry.live is None:
             return
         self.header(key, 0)
+        self.shown.add(key)
         printed = 0
         pending = b""
         while entry is not None and entry.building and entry.live is not None:
@@ -187,9 +197,9 @@ def replay(
             session.follow(key)
             if options.recursive:
                 entry = _load(top, key)
-                for offset, child in entry.children if entry else []:
-                    del offset
-                    session.show(child, 1, {key})
+                for _, child in entry.children if entry else []:
+                    if child not in session.shown:
+                        session.show(child, 1)
             continue
-        session.show(key, 0, set())
+        session.show(key, 0)
     return status

@@ -3,7 +3,10 @@ stderr, warnings and errors, and a status line.
 
 The engine reports events; :class:`TerminalReporter` prints them on stderr.
 Each line a script writes is printed whole, prefixed with ``[target]`` when
-several scripts run at once, so two scripts never share a line. On a
+several scripts run at once or when it does not come from the target of the
+build line just above it (a script that resumes after its dependencies were
+built), so two scripts never share a line and no line is credited to the
+wrong target. On a
 terminal, a status line at the bottom shows how many targets are built, which
 ones are building and the time since the run started.
 """
@@ -75,6 +78,7 @@ class TerminalReporter:
         self.details = details
         self.debug_pids = debug_pids
         self.running: Dict[str, int] = {}
+        self.last_built = ""
         self.done = 0
         self.queued = 0
         self.started_at = time.monotonic()
@@ -97,11 +101,14 @@ class TerminalReporter:
             self.done += 1
         elif kind == KINDS["BUILD"]:
             self.running[target] = count
+            self.last_built = target
             self._write(self._build_line(target, depth, count))
         elif kind == KINDS["OUTPUT"]:
             if self.details:
-                overlapping = count > 1 or not self.pretty
-                self._write(f"[{target}] {message}" if overlapping else message)
+                # A line reads as the output of the last build line above
+                # it; any other target's line names its target.
+                plain = self.pretty and count <= 1 and target == self.last_built
+                self._write(message if plain else f"[{target}] {message}")
         elif kind == KINDS["ERROR"]:
             self._write(f"{self._paint(_RED, 'redo: error:')} {message}")
         elif kind in (KINDS["WARNING"], KINDS["BACKGROUND"]):
