@@ -268,6 +268,28 @@ def test_ood_lists_dependents_of_change(tree: Tree) -> None:
     assert tree.read("all") == "second\nb\n"
 
 
+def test_ood_leaves_out_targets_whose_do_file_is_gone(tree: Tree) -> None:
+    # A target that no .do file builds any more becomes a source at the next
+    # run, and so do the targets that need only it: none is out of date.
+    write_small_project(tree)
+    tree.write("report.do", "redo-ood > $3\n")
+    tree.redo("all")
+    tree.path("a.do").unlink()
+    tree.path("b.do").unlink()
+    tree.touch_later("all.do", "redo-ifchange a b\ncat b a > $3\n")
+
+    top_level = tree.run("redo-ood")
+    tree.redo("report")
+
+    assert top_level.returncode == 0, str(top_level)
+    assert lines(top_level.stdout) == ["all"], str(top_level)
+    # Inside its own build, report is still out of date.
+    assert lines(tree.read("report")) == ["all", "report"]
+    tree.ifchange("all")
+    assert tree.run("redo-ood").stdout == ""
+    assert tree.read("all") == "b\nfirst\n"
+
+
 def test_listings_relative_to_current_directory(tree: Tree) -> None:
     write_small_project(tree)
     tree.path(".git").mkdir()

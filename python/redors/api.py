@@ -147,7 +147,7 @@ def whichdo(target: str, cwd: Optional[str] = None) -> dofiles.DoMatch:
 def _listing(kind: str, top: Optional[str]) -> List[str]:
     top = find_top() if top is None else top
     if kind == "ood":
-        found = _native.out_of_date(top)
+        found = _native.out_of_date(top, dofiles.resolve_for_engine)
     else:
         found = _native.list_files(top, kind == "targets")
     return [os.fspath(path) for path in found]

@@ -48,12 +48,12 @@ fn run(name: &str, args: Vec<OsString>) -> i32 {
     let (Some(engine), Some(job)) = (engine, job) else {
         return hand_to_python(name, args);
     };
-    if name == "redo-log" {
-        // Read-only and rich in options: the Python front serves it.
-        return hand_to_python(name, args);
-    }
     match name {
-        "redo-targets" | "redo-sources" | "redo-ood" => return query_state(name, &args),
+        // Read-only and rich in options: the Python front serves it.
+        "redo-log" => return hand_to_python(name, args),
+        // Needs the .do search, which the Python front holds.
+        "redo-ood" => return hand_to_python(name, args),
+        "redo-targets" | "redo-sources" => return query_state(name, &args),
         _ => {}
     }
     let cwd = match std::env::current_dir() {
@@ -153,7 +153,7 @@ fn targets(name: &str, args: Vec<OsString>) -> Result<Vec<OsString>, i32> {
     Ok(targets)
 }
 
-/// Runs `redo-targets`, `redo-sources` and `redo-ood` on the database.
+/// Runs `redo-targets` and `redo-sources` on the database.
 fn query_state(name: &str, args: &[OsString]) -> i32 {
     if !args.is_empty() {
         eprintln!("{name}: error: takes no arguments");
@@ -163,12 +163,7 @@ fn query_state(name: &str, args: &[OsString]) -> i32 {
         eprintln!("{name}: error: REDO_BASE is not set");
         return exit::FAILED;
     };
-    let result = match name {
-        "redo-targets" => query::list(&top, true),
-        "redo-sources" => query::list(&top, false),
-        _ => query::out_of_date(&top),
-    };
-    let files = match result {
+    let files = match query::list(&top, name == "redo-targets") {
         Ok(files) => files,
         Err(err) => {
             eprintln!("{name}: error: {err}");

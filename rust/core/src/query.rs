@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::constants::SCHEMA_VERSION;
 use crate::paths;
+use crate::resolve::{Resolution, Resolver};
 use crate::stamp::{FileKind, Stamp, content_hash, target_hash};
 use crate::store::{DepKind, DepRecord, FileRecord, LogRecord, Store, StoreError, flags};
 
@@ -20,12 +21,14 @@ pub fn list(top: &Path, targets: bool) -> Result<Vec<PathBuf>, StoreError> {
 }
 
 /// Lists the absolute paths of the targets that the next run would rebuild.
-pub fn out_of_date(top: &Path) -> Result<Vec<PathBuf>, StoreError> {
+/// `resolver` finds their `.do` files: a target that none builds any more
+/// becomes a source when its file exists, as in a run.
+pub fn out_of_date(top: &Path, resolver: &dyn Resolver) -> Result<Vec<PathBuf>, StoreError> {
     let Some(store) = Store::open_read_only(top)? else {
         return Ok(Vec::new());
     };
     store.snapshot(|store| {
-        let mut checker = Checker { store, top, verdicts: HashMap::new() };
+        let mut checker = Checker { store, top, resolver, verdicts: HashMap::new() };
         let mut found = Vec::new();
         for key in store.keys(true)? {
             if checker.is_out_of_date(&key)? {
@@ -189,6 +192,7 @@ type HashFn = fn(&Path, &Stamp) -> std::io::Result<Option<crate::stamp::Hash>>;
 struct Checker<'a> {
     store: &'a Store,
     top: &'a Path,
+    resolver: &'a dyn Resolver,
     /// Targets already decided: true when out of date.
     verdicts: HashMap<PathBuf, bool>,
 }
@@ -284,6 +288,10 @@ impl Checker<'_> {
         }
         let abs = paths::from_key(self.top, key);
         let stamp = Stamp::read_target(&abs).ok()?;
+        if stamp.exists() && matches!(self.resolver.resolve(&abs), Ok(Resolution { found: None, .. })) {
+            // Its .do file is gone: the next run keeps the file as a source.
+            return Some(false);
+        }
         if record.stamp.exists() && !stamp.exists() {
             return Some(true);
         }

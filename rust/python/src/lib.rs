@@ -155,10 +155,11 @@ fn list_files(top: PathBuf, targets: bool) -> PyResult<Vec<OsString>> {
     query::list(&top, targets).map(strings).map_err(state_error)
 }
 
-/// Lists the targets of the tree at `top` that the next run would rebuild.
+/// Lists the targets of the tree at `top` that the next run would rebuild;
+/// `resolver` finds `.do` files, as for [`run`].
 #[pyfunction]
-fn out_of_date(top: PathBuf) -> PyResult<Vec<OsString>> {
-    query::out_of_date(&top).map(strings).map_err(state_error)
+fn out_of_date(top: PathBuf, resolver: Py<PyAny>) -> PyResult<Vec<OsString>> {
+    query::out_of_date(&top, &PyResolver(resolver)).map(strings).map_err(state_error)
 }
 
 /// Returns what `redo-log` needs of a target, by key:
