@@ -230,6 +230,28 @@ def test_daemon_does_not_delay_redo(tree: Tree, reaper: Reaper, env: dict) -> No
     assert is_alive(read_pid(tree, "daemon.pid"))
 
 
+def test_detaching_child_started_last_is_not_reported(tree: Tree, reaper: Reaper) -> None:
+    # The script ends right after starting it, and the child is still in the
+    # script's process group for a few milliseconds before it calls setsid().
+    for attempt in range(3):
+        tree.write(
+            f"detach{attempt}.do",
+            f"""
+            echo x > $3
+            (sleep 0.005; exec setsid sleep 30) > /dev/null 2>&1 &
+            echo $! > detach{attempt}.pid
+        """,
+        )
+        reaper.track_pidfile(tree.path(f"detach{attempt}.pid"))
+
+        result, elapsed = run_until_exit(tree, f"detach{attempt}")
+
+        assert result.returncode == 0, str(result)
+        assert elapsed < 10, f"redo took {elapsed:.1f} s"
+        assert "left processes running" not in result.stderr, str(result)
+        assert is_alive(read_pid(tree, f"detach{attempt}.pid"))
+
+
 def test_background_child_reported_not_awaited(tree: Tree, reaper: Reaper) -> None:
     tree.write(
         "bg.do",

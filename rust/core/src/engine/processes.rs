@@ -138,8 +138,7 @@ impl Engine<'_> {
         if let Some(pidfd) = &proc.child.pidfd {
             let _ = self.epoll.delete(pidfd.as_fd());
         }
-        let pgid = proc.child.pid;
-        let members = spawn::group_members(pgid);
+        let members = survivors(proc.child.pid);
         if members.is_empty() || !self.wait_background {
             self.procs.remove(&job);
             // Start the next job first: installing and recording this one's
@@ -264,4 +263,21 @@ impl Engine<'_> {
             }
         }
     }
+}
+
+/// How long a job's group gets, once the job ended, for processes on their
+/// way out of it.
+const SURVIVOR_GRACE: Duration = Duration::from_millis(20);
+
+/// The processes left in a job's group after the job ended. A child that the
+/// script started just before it exited may not have left the group yet
+/// (`setsid daemon &` forks, then calls setsid()) nor taken its program's
+/// name; a second look a moment later, only when the first one found
+/// anybody, sees the group as it stays.
+fn survivors(pgid: Pid) -> Vec<Background> {
+    if spawn::group_members(pgid).is_empty() {
+        return Vec::new();
+    }
+    std::thread::sleep(SURVIVOR_GRACE);
+    spawn::group_members(pgid)
 }
