@@ -446,6 +446,7 @@ def test_ifcreate_existing_file_fails(tree: Tree) -> None:
 
     assert tree.read("x") == "exit 1\n"
     assert "already exists" in result.stderr
+    assert "use redo-ifchange" in result.stderr
 
 
 def test_always_builds_once_every_run(tree: Tree) -> None:

@@ -38,6 +38,8 @@ def test_two_target_cycle_names_both(tree: Tree) -> None:
 
     assert result.returncode == 1, str(result)
     assert "redo: error: dependency cycle: a -> b -> a" in result.stderr, str(result)
+    # a did not fail on its own; b's message says what b asked for.
+    assert "b.do failed with exit status 1 after it asked for 'a', which would close the cycle" in result.stderr
     assert not tree.exists("a")
     assert not tree.exists("b")
     assert_no_crash(result)
@@ -87,6 +89,7 @@ def test_target_depending_on_itself_fails(tree: Tree, request_line: str) -> None
 
     assert result.returncode == 1, str(result)
     assert "redo: error: cannot build 'all': it depends on itself" in result.stderr, str(result)
+    assert "all.do failed with exit status 1 after it asked for itself" in result.stderr, str(result)
     assert not tree.exists("all")
     assert_no_crash(result)
 

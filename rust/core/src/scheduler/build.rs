@@ -328,7 +328,8 @@ impl Scheduler<'_> {
             running.files.discard();
             running.files.release(&mut self.captures, shared_stdout);
             self.mark_failed(id, log);
-            let failure = Failure::Script { status, dofile: running.dofile, failed_deps: running.failed_deps };
+            let failed_dep = running.failed_deps.first().copied();
+            let failure = Failure::Script { status, dofile: running.dofile, failed_dep };
             return self.fail(id, failure);
         }
         let installed = running.files.install(shared_stdout);

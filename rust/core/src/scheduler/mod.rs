@@ -91,7 +91,7 @@ pub(crate) struct JobSpec {
 #[derive(Debug)]
 pub(crate) enum Failure {
     /// The script exited with a failure status.
-    Script { status: ExitStatus, dofile: PathBuf, failed_deps: Vec<NodeId> },
+    Script { status: ExitStatus, dofile: PathBuf, failed_dep: Option<FailedDep> },
     /// The script's output broke a rule.
     Output { dofile: PathBuf, err: OutputError },
     /// The script could not be started.
@@ -104,6 +104,15 @@ pub(crate) enum Failure {
     Dependency(NodeId),
     /// The node depends on itself through this chain.
     Cycle(Vec<NodeId>),
+}
+
+/// A dependency that failed while a job waited for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FailedDep {
+    /// Its build failed.
+    Failed(NodeId),
+    /// Asking for it would have closed a dependency cycle.
+    Cycle(NodeId),
 }
 
 /// A running job.
@@ -125,7 +134,7 @@ pub(crate) struct Job {
     /// The job's token; given back while the job waits for inner commands.
     token: Option<Token>,
     /// Dependencies that failed while the job waited for them.
-    failed_deps: Vec<NodeId>,
+    failed_deps: Vec<FailedDep>,
     /// How much of the job's stderr was read.
     log_offset: u64,
     /// Read stderr that does not end with a newline yet.
@@ -373,13 +382,17 @@ impl<'a> Scheduler<'a> {
     fn failure_message(&self, id: NodeId, failure: &Failure) -> String {
         let name = self.quoted(id);
         match failure {
-            Failure::Script { status, dofile, failed_deps } => {
+            Failure::Script { status, dofile, failed_dep } => {
                 let how = match status {
                     ExitStatus::Code(code) => format!("failed with exit status {code}"),
                     ExitStatus::Signal(signal) => format!("was killed by signal {signal}"),
                 };
-                let after = match failed_deps.first() {
-                    Some(&dep) => format!(" after its dependency {} failed", self.quoted(dep)),
+                let after = match *failed_dep {
+                    Some(FailedDep::Failed(dep)) => format!(" after its dependency {} failed", self.quoted(dep)),
+                    Some(FailedDep::Cycle(dep)) if dep == id => " after it asked for itself".to_string(),
+                    Some(FailedDep::Cycle(dep)) => {
+                        format!(" after it asked for {}, which would close the cycle", self.quoted(dep))
+                    }
                     None => String::new(),
                 };
                 format!("cannot build {name}: {} {how}{after}", dofile.display())

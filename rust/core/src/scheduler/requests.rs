@@ -11,7 +11,7 @@ use crate::protocol::{self, Command, Reply};
 use crate::stamp::{Hash, Stamp};
 use crate::store::DepKind;
 
-use super::{Action, ClientId, EventKind, JobId, NodeId, Outcome, RequestId, Scheduler, State, Waiter};
+use super::{Action, ClientId, EventKind, FailedDep, JobId, NodeId, Outcome, RequestId, Scheduler, State, Waiter};
 
 /// Who asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,7 +163,7 @@ impl Scheduler<'_> {
                             format!("dependency cycle: {}", self.chain(&cycle))
                         };
                         self.report(EventKind::Error, parent, message);
-                        return self.target_settled(request, id, Outcome::Failed);
+                        return self.target_refused(request, id);
                     }
                 }
                 let node = &mut self.graph[id];
@@ -171,6 +171,17 @@ impl Scheduler<'_> {
                 node.force_pending |= force;
             }
         }
+    }
+
+    /// Fails one target of a request because asking for it closed a
+    /// dependency cycle: the target itself has not failed.
+    fn target_refused(&mut self, request: RequestId, id: NodeId) {
+        if let Some(Origin::Job { job, .. }) = self.requests.get(request).map(|entry| entry.origin) {
+            if let Some(job) = self.jobs.get_mut(&job) {
+                job.failed_deps.push(FailedDep::Cycle(id));
+            }
+        }
+        self.target_settled(request, id, Outcome::Failed);
     }
 
     /// Counts one target of a request as settled.
@@ -192,7 +203,9 @@ impl Scheduler<'_> {
             entry.failed = true;
             if let Origin::Job { job, .. } = entry.origin {
                 if let Some(job) = self.jobs.get_mut(&job) {
-                    job.failed_deps.push(id);
+                    if !job.failed_deps.contains(&FailedDep::Cycle(id)) {
+                        job.failed_deps.push(FailedDep::Failed(id));
+                    }
                 }
             }
             if !self.config.keep_going {
@@ -305,7 +318,8 @@ impl Scheduler<'_> {
                         exit::FAILED,
                         format!(
                             "redo-ifcreate: error: '{}' already exists; redo-ifcreate declares a \
-                             dependency on a file that does not exist yet",
+                             dependency on a file that does not exist yet (use redo-ifchange for a \
+                             file that exists)",
                             arg.to_string_lossy()
                         ),
                     );

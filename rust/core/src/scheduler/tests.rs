@@ -321,6 +321,11 @@ fn two_target_cycle_is_named_and_fails() {
     assert!(!trace.success);
     let errors = errors(&events);
     assert!(errors.iter().any(|message| message == "dependency cycle: a -> b -> a"), "{errors:?}");
+    // a did not fail on its own: b's message says what b asked for.
+    let b_failed =
+        "cannot build 'b': b.do failed with exit status 1 after it asked for 'a', which would close the cycle";
+    let a_failed = "cannot build 'a': a.do failed with exit status 1 after its dependency 'b' failed";
+    assert_eq!(errors[1..], [b_failed, a_failed]);
     assert_eq!(harness.read("a"), "<missing>");
 }
 
@@ -343,7 +348,14 @@ fn self_dependency_fails_without_hanging() {
     harness.script("all", &[Step::IfChange(&["x", "all"])]).script("x", &[Step::Write("x")]);
     let (trace, events) = harness.build(&["all"], true, 1, false);
     assert!(!trace.success);
-    assert!(errors(&events).iter().any(|message| message.contains("'all': it depends on itself")));
+    let errors = errors(&events);
+    assert_eq!(
+        errors,
+        [
+            "cannot build 'all': it depends on itself",
+            "cannot build 'all': all.do failed with exit status 1 after it asked for itself"
+        ]
+    );
 }
 
 #[test]
