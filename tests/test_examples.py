@@ -11,7 +11,11 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def copy_example(tree: Tree, name: str) -> None:
-    shutil.copytree(EXAMPLES / name, tree.root, dirs_exist_ok=True)
+    """Copy an example's sources, without what a build in the checkout (the
+    README's first command) left there: the example's .gitignore lists it."""
+    ignored = (EXAMPLES / name / ".gitignore").read_text().splitlines()
+    patterns = [line.lstrip("/") for line in ignored if line and not line.startswith("#")]
+    shutil.copytree(EXAMPLES / name, tree.root, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*patterns))
 
 
 def built(result_stderr: str) -> list[str]:
