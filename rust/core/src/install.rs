@@ -9,6 +9,7 @@
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use crate::constants::COMMANDS;
 use crate::output::remove_any;
@@ -16,12 +17,20 @@ use crate::output::remove_any;
 /// File name of the program inside the directory.
 pub const PROGRAM: &str = "redors-client";
 
+/// How long the directory of a program that no run used is kept.
+pub const UNUSED_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// Makes sure `root/client-HASH/` holds the program and its command links,
 /// and returns that directory. Safe to call from several processes at once:
 /// the directory is filled under a private name and renamed into place.
+///
+/// Each call marks the directory as used now; the first install of a
+/// program removes the directories of the others that no run used for
+/// [`UNUSED_FOR`], left by earlier builds of redors.
 pub fn install_client(root: &Path, program: &[u8], hash: &str) -> io::Result<PathBuf> {
     let dir = root.join(format!("client-{hash}"));
     if dir.join(PROGRAM).is_file() {
+        mark_used(&dir);
         return Ok(dir);
     }
     std::fs::create_dir_all(root)?;
@@ -30,7 +39,10 @@ pub fn install_client(root: &Path, program: &[u8], hash: &str) -> io::Result<Pat
     std::fs::create_dir(&staging)?;
     let result = fill(&staging, program).and_then(|()| std::fs::rename(&staging, &dir));
     match result {
-        Ok(()) => Ok(dir),
+        Ok(()) => {
+            remove_unused(root, SystemTime::now());
+            Ok(dir)
+        }
         // Another process installed the same program first.
         Err(_) if dir.join(PROGRAM).is_file() => {
             let _ = remove_any(&staging);
@@ -39,6 +51,29 @@ pub fn install_client(root: &Path, program: &[u8], hash: &str) -> io::Result<Pat
         Err(err) => {
             let _ = remove_any(&staging);
             Err(err)
+        }
+    }
+}
+
+/// Sets a directory's modification time to now, as the time of its last use.
+fn mark_used(dir: &Path) {
+    if let Ok(handle) = std::fs::File::open(dir) {
+        let _ = handle.set_modified(SystemTime::now());
+    }
+}
+
+/// Removes the program directories under `root` last used more than
+/// [`UNUSED_FOR`] before `now`. A run of another redors marks its directory
+/// when it starts, so none that a running build uses goes.
+fn remove_unused(root: &Path, now: SystemTime) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    for entry in entries.flatten() {
+        if !entry.file_name().as_encoded_bytes().starts_with(b"client-") {
+            continue;
+        }
+        let used = entry.metadata().and_then(|meta| meta.modified());
+        if used.is_ok_and(|used| now.duration_since(used).is_ok_and(|age| age > UNUSED_FOR)) {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }
@@ -69,5 +104,37 @@ mod tests {
         assert_eq!(again, dir);
         assert_eq!(std::fs::read(dir.join(PROGRAM)).expect("read"), b"#!/bin/sh\necho hi\n");
         assert_eq!(std::fs::read_dir(root.path()).expect("ls").count(), 1);
+    }
+
+    fn set_used(dir: &Path, age: Duration) {
+        let handle = std::fs::File::open(dir).expect("open dir");
+        handle.set_modified(SystemTime::now() - age).expect("set mtime");
+    }
+
+    #[test]
+    fn a_new_program_removes_directories_unused_for_a_month() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let old = install_client(root.path(), b"old", "old").expect("install old");
+        let recent = install_client(root.path(), b"recent", "recent").expect("install recent");
+        set_used(&old, UNUSED_FOR + Duration::from_secs(3600));
+        set_used(&recent, UNUSED_FOR - Duration::from_secs(3600));
+
+        let new = install_client(root.path(), b"new", "new").expect("install new");
+
+        assert!(new.join(PROGRAM).is_file());
+        assert!(!old.exists(), "a directory unused for over a month stays");
+        assert!(recent.join(PROGRAM).is_file());
+    }
+
+    #[test]
+    fn each_use_marks_the_directory() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = install_client(root.path(), b"program", "abc").expect("install");
+        set_used(&dir, UNUSED_FOR * 2);
+
+        install_client(root.path(), b"program", "abc").expect("use");
+
+        let used = std::fs::metadata(&dir).and_then(|meta| meta.modified()).expect("mtime");
+        assert!(SystemTime::now().duration_since(used).expect("past") < Duration::from_secs(60));
     }
 }
