@@ -297,9 +297,9 @@ def test_script_lines_follow_build_order(tree: Tree) -> None:
     assert not wrong, f"{len(wrong)} of {len(results)} builds differ from {CHAIN_OUTPUT}, first:\n{wrong[0]}"
 
 
-def test_resumed_script_goes_first_and_names_itself(tree: Tree) -> None:
-    # With one job slot, p goes on as soon as dep is built, before q starts;
-    # its line after dep's build line carries its name.
+def test_resumed_script_runs_first_named(tree: Tree) -> None:
+    # With one job slot, p goes on as soon as dep is built, before q starts.
+    # Its line after dep's build line carries its name.
     scripts = {
         "all.do": "redo-ifchange p q\necho all > $3\n",
         "p.do": """

@@ -364,7 +364,7 @@ def test_writing_target_directly_fails(tree: Tree) -> None:
 
 
 @pytest.mark.parametrize("command", ["redo", "redo-ifchange"])
-def test_writing_target_directly_keeps_failing_until_fixed(tree: Tree, command: str) -> None:
+def test_direct_write_fails_until_fixed(tree: Tree, command: str) -> None:
     # The file the script wrote is the build's doing, not a hand edit: a
     # second run must not keep it as a source and succeed.
     tree.write("x.do", 'echo direct > "$1"\n')

@@ -230,7 +230,7 @@ def test_daemon_does_not_delay_redo(tree: Tree, reaper: Reaper, env: dict) -> No
     assert is_alive(read_pid(tree, "daemon.pid"))
 
 
-def test_detaching_child_started_last_is_not_reported(tree: Tree, reaper: Reaper) -> None:
+def test_late_detaching_child_unreported(tree: Tree, reaper: Reaper) -> None:
     # The script ends right after starting it, and the child is still in the
     # script's process group for a few milliseconds before it calls setsid().
     for attempt in range(3):

@@ -268,7 +268,7 @@ def test_ood_lists_dependents_of_change(tree: Tree) -> None:
     assert tree.read("all") == "second\nb\n"
 
 
-def test_ood_leaves_out_targets_whose_do_file_is_gone(tree: Tree) -> None:
+def test_ood_skips_targets_without_dofile(tree: Tree) -> None:
     # A target that no .do file builds any more becomes a source at the next
     # run, and so do the targets that need only it: none is out of date.
     write_small_project(tree)

@@ -105,8 +105,8 @@ class TerminalReporter:
             self._write(self._build_line(target, depth, count))
         elif kind == KINDS["OUTPUT"]:
             if self.details:
-                # A line reads as the output of the last build line above
-                # it; any other target's line names its target.
+                # A line reads as the output of the last build line above it,
+                # so a line of any other target carries that target's name.
                 plain = self.pretty and count <= 1 and target == self.last_built
                 self._write(message if plain else f"[{target}] {message}")
         elif kind == KINDS["ERROR"]:

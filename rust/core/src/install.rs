@@ -24,9 +24,9 @@ pub const UNUSED_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
 /// and returns that directory. Safe to call from several processes at once:
 /// the directory is filled under a private name and renamed into place.
 ///
-/// Each call marks the directory as used now; the first install of a
-/// program removes the directories of the others that no run used for
-/// [`UNUSED_FOR`], left by earlier builds of redors.
+/// Each call marks the directory as used now. The first install of a
+/// program removes the directories, left by earlier builds of redors, that
+/// no run used for [`UNUSED_FOR`].
 pub fn install_client(root: &Path, program: &[u8], hash: &str) -> io::Result<PathBuf> {
     let dir = root.join(format!("client-{hash}"));
     if dir.join(PROGRAM).is_file() {
@@ -112,7 +112,7 @@ mod tests {
     }
 
     #[test]
-    fn a_new_program_removes_directories_unused_for_a_month() {
+    fn install_removes_month_old_directories() {
         let root = tempfile::tempdir().expect("tempdir");
         let old = install_client(root.path(), b"old", "old").expect("install old");
         let recent = install_client(root.path(), b"recent", "recent").expect("install recent");
@@ -127,7 +127,7 @@ mod tests {
     }
 
     #[test]
-    fn each_use_marks_the_directory() {
+    fn install_marks_directory_used() {
         let root = tempfile::tempdir().expect("tempdir");
         let dir = install_client(root.path(), b"program", "abc").expect("install");
         set_used(&dir, UNUSED_FOR * 2);

@@ -269,11 +269,11 @@ impl Engine<'_> {
 /// way out of it.
 const SURVIVOR_GRACE: Duration = Duration::from_millis(20);
 
-/// The processes left in a job's group after the job ended. A child that the
-/// script started just before it exited may not have left the group yet
-/// (`setsid daemon &` forks, then calls setsid()) nor taken its program's
-/// name; a second look a moment later, only when the first one found
-/// anybody, sees the group as it stays.
+/// Returns the processes left in a job's group after the job ended. A child
+/// that the script started just before it exited may still be in the group,
+/// under the shell's name, because `setsid daemon &` forks first and calls
+/// setsid() after. So when the first look finds anybody, a second look a
+/// moment later decides.
 fn survivors(pgid: Pid) -> Vec<Background> {
     if spawn::group_members(pgid).is_empty() {
         return Vec::new();

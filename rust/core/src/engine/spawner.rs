@@ -95,10 +95,9 @@ impl Spawner {
 
     /// Takes the results that arrived.
     pub(super) fn take(&mut self) -> Vec<Started> {
-        // Read even when no start is under way: `take_all` may have taken a
-        // result before the thread signalled it, and an eventfd left
-        // readable would wake the loop again at once, for as long as the
-        // job runs.
+        // Read even when no start is under way, because `take_all` may have
+        // taken a result before the thread signalled it. An eventfd left
+        // readable would wake the loop at once, for as long as the job runs.
         let _ = self.wake.read();
         if self.starting.is_empty() {
             return Vec::new();
@@ -158,15 +157,15 @@ mod tests {
     }
 
     #[test]
-    fn the_wake_descriptor_is_quiet_once_every_result_is_taken() {
+    fn spawner_wake_quiet_after_late_signal() {
         let mut spawner = Spawner::start().expect("spawner");
         let (spec, program) = job("exit 0");
         assert!(spawner.submit(1, spec, program, false).is_none());
         assert!(spawner.is_starting(1));
-        // Waiting for the result can take it before the thread signals it;
-        // the signal then comes late, which this write stands for. One
-        // look at the results must clear it, so that the engine's loop
-        // wakes once and not again for as long as the job runs.
+        // Waiting for the result can take it before the thread signals it.
+        // The signal then comes late, as this write does. One look at the
+        // results must clear it, so that the engine's loop wakes once and
+        // not again for as long as the job runs.
         let started = spawner.take_all();
         assert_eq!(started.len(), 1);
         assert!(spawner.idle());

@@ -355,10 +355,10 @@ impl Scheduler<'_> {
 
     /// Records that a target's build failed, with its log when there is one.
     ///
-    /// Whatever the script did to the target file itself (a script that
-    /// writes `$1` fails, but its file stays) is recorded too: it is the
+    /// What the script did to the target file itself is recorded too: a
+    /// script that writes `$1` fails, but its file stays. That file is the
     /// build's doing, not a hand edit, so the next run builds the target
-    /// again instead of keeping that file as a source.
+    /// again instead of keeping the file as a source.
     fn mark_failed(&mut self, id: NodeId, log: Option<LogRecord>) {
         let abs = &self.graph[id].abs;
         let left = Stamp::read_target(abs).ok().map(|stamp| (stamp, target_hash(abs, &stamp).ok().flatten()));

@@ -163,7 +163,7 @@ impl Scheduler<'_> {
                             format!("dependency cycle: {}", self.chain(&cycle))
                         };
                         self.report(EventKind::Error, parent, message);
-                        return self.target_refused(request, id);
+                        return self.reject_cyclic_target(request, id);
                     }
                 }
                 let node = &mut self.graph[id];
@@ -175,7 +175,7 @@ impl Scheduler<'_> {
 
     /// Fails one target of a request because asking for it closed a
     /// dependency cycle: the target itself has not failed.
-    fn target_refused(&mut self, request: RequestId, id: NodeId) {
+    fn reject_cyclic_target(&mut self, request: RequestId, id: NodeId) {
         if let Some(Origin::Job { job, .. }) = self.requests.get(request).map(|entry| entry.origin) {
             if let Some(job) = self.jobs.get_mut(&job) {
                 job.failed_deps.push(FailedDep::Cycle(id));

@@ -231,7 +231,7 @@ fn nested_requests_do_not_deadlock_with_one_token() {
 }
 
 #[test]
-fn one_token_resumes_a_waiting_script_before_starting_another() {
+fn one_token_resumes_waiting_script_first() {
     let mut harness = Harness::new();
     harness
         .script("all", &[Step::IfChange(&["p", "q"]), Step::Write("all")])
@@ -321,7 +321,7 @@ fn two_target_cycle_is_named_and_fails() {
     assert!(!trace.success);
     let errors = errors(&events);
     assert!(errors.iter().any(|message| message == "dependency cycle: a -> b -> a"), "{errors:?}");
-    // a did not fail on its own: b's message says what b asked for.
+    // a did not fail on its own, so b's message names the request that closed the cycle.
     let b_failed =
         "cannot build 'b': b.do failed with exit status 1 after it asked for 'a', which would close the cycle";
     let a_failed = "cannot build 'a': a.do failed with exit status 1 after its dependency 'b' failed";
