@@ -361,6 +361,22 @@ def test_deleted_do_turns_target_source(tree: Tree) -> None:
     assert tree.read("top") == "edited source\n"
 
 
+def test_catch_all_never_builds_do_files(tree: Tree) -> None:
+    # default.do could match foo.do, the deleted dependency of foo: it must
+    # not write a new foo.do from its own output. It builds foo instead.
+    tree.write("default.do", 'echo "generic $1" > $3\n')
+    tree.write("foo.do", "echo foo > $3\n")
+    tree.ifchange("foo")
+
+    tree.path("foo.do").unlink()
+    result = tree.ifchange("foo")
+
+    assert result.returncode == 0, str(result)
+    assert not tree.exists("foo.do")
+    assert tree.read("foo") == "generic foo\n"
+    assert tree.run("redo-whichdo", "x.do").stdout.splitlines() == ["x.do.do"]
+
+
 @pytest.mark.parametrize("name", ["data.txt", "sub dir/dätä  file.txt"])
 def test_catch_all_never_overwrites_sources(tree: Tree, name: str) -> None:
     tree.write(

@@ -57,6 +57,10 @@ def candidates(target: str) -> Iterator[Candidate]:
     target = os.path.normpath(target)
     directory, name = os.path.split(target)
     yield Candidate(os.path.join(directory, name + ".do"), name, name)
+    if name.endswith(".do"):
+        # A .do file is a dependency of every target it builds: a catch-all
+        # default.do must not rebuild it when it is deleted or edited.
+        return
     subdir = ""
     while True:
         for basename, extension in _extension_splits(name):
