@@ -8,12 +8,13 @@ that a ``default.EXT.do`` matched) and ``$3`` (a temporary output path).
 """
 
 import os
+import subprocess
 from pathlib import Path
 from typing import List
 
 import pytest
 
-from conftest import Tree
+from conftest import TIMEOUT, Tree
 
 # A script that writes its own name, so the target shows which .do file built it.
 IDENTIFY = 'echo "{name}"\n'
@@ -359,6 +360,35 @@ def test_spaces_and_unicode_in_names(tree: Tree) -> None:
     ]
     assert "redo  héllo wörld" in result.stderr.splitlines()
     assert "redo    dir with space/ünï/nämé  two.txt" in result.stderr.splitlines()
+
+
+@pytest.mark.parametrize("command", ["redo", "redo-ifchange"])
+def test_non_utf8_names_build(tree: Tree, command: str) -> None:
+    # File names are bytes; "\udcff" stands for the byte 0xff (surrogateescape).
+    name = "x\udcffy"
+    tree.write("default.do", 'echo "built $1" > $3\n')
+
+    completed = subprocess.run(
+        [command, name], cwd=tree.root, env=tree.env, capture_output=True, timeout=TIMEOUT, check=False
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    assert b"Traceback" not in completed.stderr
+    assert os.fsencode(tree.path(name)).endswith(b"x\xffy")
+    assert tree.path(name).read_bytes() == b"built x\xffy\n"
+    assert completed.stderr.splitlines()[0] == b"redo  x\xffy"
+
+
+def test_inner_command_rejects_newline_in_name(tree: Tree) -> None:
+    tree.write("all.do", "redo-ifchange \"$(printf 'a\\nb')\" && echo built > $3\n")
+    tree.write("default.do", "echo x > $3\n")
+
+    result = tree.run("redo", "all")
+
+    assert result.returncode == 1, str(result)
+    assert "names cannot contain a newline" in result.stderr
+    assert not tree.exists("a\nb")
+    assert not tree.exists("all")
 
 
 def test_whichdo_keeps_spaces_in_names(tree: Tree) -> None:

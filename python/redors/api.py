@@ -114,7 +114,8 @@ def build(
             force=force,
             resolver=dofiles.resolve_for_engine,
             reporter=reporter,
-            command=" ".join([command, *targets]),
+            # Recorded as text: a name that is not UTF-8 shows with U+FFFD.
+            command=" ".join([command, *targets]).encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
             env=list(os.environ.items()),
             client_dir=inner_commands_dir(),
             python=sys.executable,

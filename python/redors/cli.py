@@ -7,6 +7,7 @@ starts a build engine or reads the state database.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -265,6 +266,11 @@ COMMANDS: Dict[str, click.Command] = {
 
 def main(name: str, args: Sequence[str]) -> None:
     """Run the command ``name`` with ``args`` and exit."""
+    # File names are bytes: one that is not UTF-8 prints as it is, like ls
+    # prints it, instead of failing or printing escapes.
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="surrogateescape")
     command = COMMANDS.get(name)
     if command is None:
         click.echo(f"redors: error: unknown command {name!r}; expected one of: {', '.join(COMMANDS)}", err=True)

@@ -146,6 +146,10 @@ fn targets(name: &str, args: Vec<OsString>) -> Result<Vec<OsString>, i32> {
         } else if bytes.is_empty() {
             eprintln!("{name}: error: invalid empty target name");
             return Err(exit::USAGE);
+        } else if bytes.contains(&b'\n') {
+            // The listings and the logs print one name per line.
+            eprintln!("{name}: error: invalid target name {:?}: names cannot contain a newline", arg);
+            return Err(exit::USAGE);
         } else {
             targets.push(arg);
         }
