@@ -379,6 +379,20 @@ def test_non_utf8_names_build(tree: Tree, command: str) -> None:
     assert completed.stderr.splitlines()[0] == b"redo  x\xffy"
 
 
+def test_longest_names_build(tree: Tree) -> None:
+    # "$3" adds 11 bytes to the name, beyond the 255 a file name may have.
+    name = "n" * 250
+    tree.write("default.do", 'printf "%s" "$3" > $3\n')
+
+    result = tree.redo(name)
+
+    assert result.returncode == 0, str(result)
+    dollar3 = tree.read(name)
+    assert len(dollar3) == 255
+    assert dollar3.endswith(".redo3.tmp")
+    assert os.listdir(tree.path(".redo/tmp")) == []
+
+
 def test_inner_command_rejects_newline_in_name(tree: Tree) -> None:
     tree.write("all.do", "redo-ifchange \"$(printf 'a\\nb')\" && echo built > $3\n")
     tree.write("default.do", "echo x > $3\n")

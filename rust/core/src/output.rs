@@ -222,12 +222,18 @@ pub struct JobFiles {
 
 impl JobFiles {
     /// Chooses the temporary paths for building `target`, removing any left
-    /// by an earlier run that died. `log` receives stderr, when it is logged.
-    pub fn prepare(target: &Path, capture: Capture, log: Option<Capture>) -> Result<JobFiles, OutputError> {
+    /// by an earlier run that died. The captures come with [`JobFiles::attach`].
+    pub fn prepare(target: &Path) -> Result<JobFiles, OutputError> {
         let dollar3 = sibling(target, ".", ".redo3.tmp");
         remove_any(&dollar3).map_err(|err| io_error("remove the stale temporary file", &dollar3, err))?;
         let before = Stamp::read_target(target).map_err(|err| io_error("read", target, err))?;
-        Ok(JobFiles { target: target.to_path_buf(), dollar3, capture: Some(capture), log, before })
+        Ok(JobFiles { target: target.to_path_buf(), dollar3, capture: None, log: None, before })
+    }
+
+    /// Gives the job its stdout capture and, when stderr is logged, `log`.
+    pub fn attach(&mut self, capture: Capture, log: Option<Capture>) {
+        self.capture = Some(capture);
+        self.log = log;
     }
 
     /// Returns the stdout capture, while the job owns it.
@@ -352,7 +358,9 @@ mod tests {
 
         fn prepare(&mut self, name: &str) -> JobFiles {
             let capture = self.pool.take().expect("capture");
-            JobFiles::prepare(&self.dir.path().join(name), capture, None).expect("prepare")
+            let mut files = JobFiles::prepare(&self.dir.path().join(name)).expect("prepare");
+            files.attach(capture, None);
+            files
         }
 
         fn path(&self, name: &str) -> PathBuf {
@@ -530,7 +538,8 @@ mod tests {
         let mut setup = Setup::new();
         let capture = setup.pool.take().expect("capture");
         let log = setup.pool.take().expect("log");
-        let mut files = JobFiles::prepare(&setup.path("out"), capture, Some(log)).expect("prepare");
+        let mut files = JobFiles::prepare(&setup.path("out")).expect("prepare");
+        files.attach(capture, Some(log));
         let mut child = files.log().expect("log").for_child().expect("clone");
         child.write_all(b"first line\nsecond").expect("write");
         assert_eq!(files.log().expect("log").read_from(6, 100).expect("read"), b"line\nsecond");

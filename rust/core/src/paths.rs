@@ -6,6 +6,7 @@
 //! through a symlinked directory keeps its own name.
 
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 /// Joins `name` onto `cwd` (unless `name` is absolute) and removes `.` and
@@ -79,11 +80,25 @@ fn normal_parts(path: &Path) -> Vec<&OsStr> {
         .collect()
 }
 
+/// Longest file name that Linux file systems accept, in bytes.
+const NAME_MAX: usize = 255;
+
 /// Returns the name of a sibling of `path` built from its file name:
-/// `dir/name` becomes `dir/{prefix}name{suffix}`.
+/// `dir/name` becomes `dir/{prefix}name{suffix}`. When that is longer than a
+/// file name may be, the middle is the start of `name` and a hash of all of
+/// it, so that the sibling stays the same from one run to the next.
 pub fn sibling(path: &Path, prefix: &str, suffix: &str) -> PathBuf {
+    let base = path.file_name().unwrap_or_else(|| OsStr::new("target"));
     let mut name = std::ffi::OsString::from(prefix);
-    name.push(path.file_name().unwrap_or_else(|| OsStr::new("target")));
+    if prefix.len() + base.len() + suffix.len() <= NAME_MAX {
+        name.push(base);
+    } else {
+        let hash = blake3::hash(base.as_bytes()).to_hex();
+        let mark = format!("~{}", &hash[..16]);
+        let keep = NAME_MAX - prefix.len() - suffix.len() - mark.len();
+        name.push(OsStr::from_bytes(&base.as_bytes()[..keep]));
+        name.push(mark);
+    }
     name.push(suffix);
     path.with_file_name(name)
 }
@@ -91,6 +106,19 @@ pub fn sibling(path: &Path, prefix: &str, suffix: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sibling_of_a_long_name_fits() {
+        let long = "a".repeat(250);
+        let first = sibling(&Path::new("/d").join(&long), ".", ".redo3.tmp");
+        let other = sibling(&Path::new("/d").join(format!("{long}b")), ".", ".redo3.tmp");
+        let name = first.file_name().expect("name").as_bytes();
+        assert_eq!(name.len(), NAME_MAX);
+        assert!(name.starts_with(b".aaaa"));
+        assert!(name.ends_with(b".redo3.tmp"));
+        assert_ne!(first, other);
+        assert_eq!(first, sibling(&Path::new("/d").join(&long), ".", ".redo3.tmp"));
+    }
 
     #[test]
     fn absolute_removes_dot_and_dotdot() {

@@ -146,18 +146,26 @@ impl Scheduler<'_> {
         let job_id = self.next_job;
         self.next_job += 1;
         let dofile = self.relative(&found.dofile);
-        let log = match self.config.log {
-            true => self.captures.take().map(Some),
-            false => Ok(None),
-        };
-        let prepared = log.and_then(|log| {
-            let capture = self.captures.take()?;
-            JobFiles::prepare(&self.graph[id].abs, capture, log)
-        });
-        let mut files = match prepared {
+        let mut files = match JobFiles::prepare(&self.graph[id].abs) {
             Ok(files) => files,
             Err(err) => return self.fail(id, Failure::Output { dofile, err }),
         };
+        let log = match self.config.log {
+            true => match self.captures.take() {
+                Ok(log) => Some(log),
+                Err(err) => return self.fail(id, Failure::Output { dofile, err }),
+            },
+            false => None,
+        };
+        match self.captures.take() {
+            Ok(capture) => files.attach(capture, log),
+            Err(err) => {
+                if let Some(log) = log {
+                    self.captures.give_back(log, false);
+                }
+                return self.fail(id, Failure::Output { dofile, err });
+            }
+        }
         let argv = match command_line(&found, &files.dollar3, self.config.xtrace, self.config.verbose) {
             Ok(argv) => argv,
             Err(err) => {
