@@ -85,6 +85,23 @@ def test_version_control_root_is_top(tree: Tree, marker: str) -> None:
     assert not tree.exists("sub/.redo")
 
 
+@pytest.mark.parametrize("command", ["redo", "redo-ifchange"])
+def test_checkout_below_current_directory_is_top(tree: Tree, command: str) -> None:
+    # Typed in the parent of a checkout, with no marker above it.
+    tree.write("proj/t.do", "redo-ifchange in\ncat in > $3\n")
+    tree.write("proj/in", "one\n")
+    tree.path("proj/.git").mkdir()
+    tree.run("redo", "t", cwd=tree.path("proj"))
+    tree.touch_later("proj/in", "two\n")
+
+    result = tree.run(command, "proj/t")
+
+    assert result.returncode == 0, str(result)
+    assert "source" not in result.stderr, str(result)
+    assert tree.read("proj/t") == "two\n"
+    assert not tree.exists(".redo")
+
+
 def test_start_directory_is_top_without_markers(tree: Tree) -> None:
     write_default_do(tree)
     tree.path("sub").mkdir()

@@ -9,7 +9,10 @@
 //! 3. the search never climbs into `$HOME` or `/` from below them, so a
 //!    `.redo/` left there by an accidental run never captures the projects
 //!    underneath;
-//! 4. when nothing is found, the start directory is the top.
+//! 4. when nothing is found, the same search runs from the deepest
+//!    directory that holds every target (`redo proj/x` typed in the parent
+//!    of a checkout finds the checkout);
+//! 5. when that finds nothing either, the first start directory is the top.
 
 use std::path::{Path, PathBuf};
 
@@ -50,20 +53,37 @@ pub fn top_for_request(cwd: &Path, targets: &[PathBuf], explicit: Option<&Path>,
         dirs.push(abs.parent().map_or_else(|| abs.clone(), Path::to_path_buf));
     }
     let home = home.map(|home| paths::absolute(Path::new("/"), home));
-    find_top(&common_ancestor(&dirs), home.as_deref())
+    let start = common_ancestor(&dirs);
+    if let Some(top) = search(&start, home.as_deref()) {
+        return top;
+    }
+    if targets.is_empty() {
+        return start;
+    }
+    let targets_start = common_ancestor(&dirs[1..]);
+    if targets_start == start {
+        return start;
+    }
+    search(&targets_start, home.as_deref()).unwrap_or(start)
 }
 
 /// Finds the top for a run that starts searching at `start` (absolute).
 /// `home` is the user's home directory, if known.
 pub fn find_top(start: &Path, home: Option<&Path>) -> PathBuf {
+    search(start, home).unwrap_or_else(|| start.to_path_buf())
+}
+
+/// Walks up from `start` to the first directory that has `.redo/` or is the
+/// root of a checkout, stopping below `home` and `/`.
+fn search(start: &Path, home: Option<&Path>) -> Option<PathBuf> {
     let mut dir = start;
     loop {
         if dir.join(STATE_DIR).is_dir() || PROJECT_MARKERS.iter().any(|marker| dir.join(marker).exists()) {
-            return dir.to_path_buf();
+            return Some(dir.to_path_buf());
         }
         match dir.parent() {
             Some(parent) if Some(parent) != home && parent != Path::new("/") => dir = parent,
-            _ => return start.to_path_buf(),
+            _ => return None,
         }
     }
 }
@@ -99,6 +119,25 @@ mod tests {
         assert_eq!(find_top(&project, Some(home.path())), project);
         // A run started in the home directory itself still uses it.
         assert_eq!(find_top(home.path(), Some(home.path())), home.path());
+    }
+
+    #[test]
+    fn targets_in_a_checkout_below_find_it() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let project = root.path().join("outer/proj");
+        std::fs::create_dir_all(project.join(".git")).expect("mkdir");
+        std::fs::create_dir_all(project.join("src")).expect("mkdir");
+        let outer = root.path().join("outer");
+        let home = Some(root.path());
+        let top = |targets: &[&str]| {
+            let targets: Vec<PathBuf> = targets.iter().map(PathBuf::from).collect();
+            top_for_request(&outer, &targets, None, home)
+        };
+        assert_eq!(top(&["proj/t"]), project);
+        assert_eq!(top(&["proj/src/a", "proj/b"]), project);
+        // Targets outside the checkout, or none: the current directory.
+        assert_eq!(top(&["proj/t", "other"]), outer);
+        assert_eq!(top(&[]), outer);
     }
 
     #[test]
