@@ -8,6 +8,8 @@ goes to a real run.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from typing import Dict
 
 from conftest import Tree
@@ -56,6 +58,25 @@ def test_noop_answers_without_a_build(tree: Tree) -> None:
 
     assert quiet.stdout == quiet.stderr == ""
     assert tree.runs() == []
+
+
+def test_noop_trusts_settled_stamps_after(tree: Tree) -> None:
+    # Right after a build, a file's stamp is too recent to trust alone, so
+    # a check hashes it. Once the stamps are old enough, the no-op check
+    # records that, and later checks need not hash the files again.
+    write_project(tree)
+    tree.ifchange("all")
+    time.sleep(2.2)
+
+    assert tree.ifchange("all", env=without_cli(tree)).returncode == 0
+
+    database = sqlite3.connect(f"file:{tree.path('.redo/redors.db')}?mode=ro", uri=True)
+    try:
+        rows = database.execute("SELECT path, mtime_ns, ctime_ns, seen_ns FROM files WHERE kind = 1").fetchall()
+    finally:
+        database.close()
+    racy = [bytes(path).decode() for path, mtime, ctime, seen in rows if max(mtime, ctime) + 2_000_000_000 > seen]
+    assert sorted(racy) == [], rows
 
 
 def test_change_after_noop_still_builds(tree: Tree) -> None:

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::constants::SCHEMA_VERSION;
 use crate::paths;
 use crate::resolve::{Resolution, Resolver};
-use crate::stamp::{FileKind, Stamp, content_hash, target_hash};
+use crate::stamp::{FileKind, Stamp, content_hash, now_ns, target_hash};
 use crate::store::{DepKind, DepRecord, FileRecord, LogRecord, Store, StoreError, flags};
 
 /// Lists the absolute paths of every target (`targets`) or every source.
@@ -52,16 +52,50 @@ pub fn up_to_date(top: &Path, cwd: &Path, targets: &[PathBuf]) -> Result<bool, S
     if store.user_version()? != SCHEMA_VERSION {
         return Ok(false);
     }
-    store.snapshot(|store| {
-        let mut walk = CleanWalk { store, top, clean: HashMap::new(), on_stack: HashSet::new() };
+    let (clean, settled) = store.snapshot(|store| {
+        let mut walk = CleanWalk {
+            store,
+            top,
+            clean: HashMap::new(),
+            on_stack: HashSet::new(),
+            now: now_ns(),
+            settled: Vec::new(),
+        };
         for target in targets {
             let key = paths::key(top, &paths::absolute(cwd, target));
             if !walk.is_clean(key)? {
-                return Ok(false);
+                return Ok((false, Vec::new()));
             }
         }
-        Ok(true)
-    })
+        Ok((true, walk.settled))
+    })?;
+    if !settled.is_empty() {
+        refresh_seen(top, &settled);
+    }
+    Ok(clean)
+}
+
+/// How long [`refresh_seen`] waits for another run's write.
+const REFRESH_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Records, for files whose content hash just proved that they did not
+/// change, that their stamps are now old enough to be trusted alone, so
+/// that the next check need not hash them again. It is an optimization
+/// only: when the database is busy or read-only, nothing is written.
+fn refresh_seen(top: &Path, settled: &[(i64, Stamp)]) {
+    let Ok(Some(mut store)) = Store::open_existing(top) else { return };
+    // A run that writes meanwhile has the database for a moment only; a
+    // check that would have to wait longer skips the refresh.
+    if store.set_busy_timeout(REFRESH_BUSY_TIMEOUT).is_err() {
+        return;
+    }
+    let seen_ns = now_ns();
+    let _ = store.write(|writer| {
+        for (id, stamp) in settled {
+            writer.refresh_seen(*id, stamp, seen_ns)?;
+        }
+        Ok(())
+    });
 }
 
 /// The depth-first walk of [`up_to_date`], without recursion so that long
@@ -74,6 +108,11 @@ struct CleanWalk<'a> {
     clean: HashMap<PathBuf, i64>,
     /// Targets whose dependencies are being walked.
     on_stack: HashSet<PathBuf>,
+    /// When the walk started, in nanoseconds since the epoch.
+    now: i64,
+    /// Files whose stamp was too recent to trust when recorded, and whose
+    /// hash showed them unchanged now that the stamp is old enough.
+    settled: Vec<(i64, Stamp)>,
 }
 
 /// A target whose dependencies [`CleanWalk`] is walking.
@@ -139,7 +178,10 @@ impl CleanWalk<'_> {
         };
         let abs = paths::from_key(self.top, &key);
         if !record.is_target {
-            let clean = matches!(Stamp::read(&abs), Ok(stamp) if stamp.exists() && unchanged(&abs, &record, &stamp, content_hash));
+            let clean = match Stamp::read(&abs) {
+                Ok(stamp) if stamp.exists() => self.unchanged(&abs, &record, &stamp, content_hash),
+                _ => false,
+            };
             if !clean {
                 return Ok(Entered::Dirty);
             }
@@ -155,7 +197,7 @@ impl CleanWalk<'_> {
         let same_file = match (record.stamp.exists(), stamp.exists()) {
             (false, false) => true,
             (true, true) if record.stamp.kind == FileKind::Dir => stamp.kind == FileKind::Dir,
-            (true, true) => unchanged(&abs, &record, &stamp, target_hash),
+            (true, true) => self.unchanged(&abs, &record, &stamp, target_hash),
             _ => false,
         };
         if !same_file {
@@ -167,6 +209,22 @@ impl CleanWalk<'_> {
         };
         self.on_stack.insert(key.clone());
         Ok(Entered::Walk(Walking { key, generation: record.generation, deps, next: 0 }))
+    }
+}
+
+impl CleanWalk<'_> {
+    /// Tells whether a file is certainly as its record describes it (see
+    /// [`unchanged`]), and notes the files whose hash had to decide.
+    fn unchanged(&mut self, abs: &Path, record: &FileRecord, stamp: &Stamp, hash: HashFn) -> bool {
+        if !unchanged(abs, record, stamp, hash) {
+            return false;
+        }
+        if stamp.is_racy(record.seen_ns) && !stamp.is_racy(self.now) {
+            if let Some(id) = record.id {
+                self.settled.push((id, *stamp));
+            }
+        }
+        true
     }
 }
 

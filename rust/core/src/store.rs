@@ -298,6 +298,11 @@ impl Store {
         Ok(Some(store))
     }
 
+    /// Sets how long a write waits for another run's write to end.
+    pub fn set_busy_timeout(&self, timeout: Duration) -> Result<()> {
+        self.conn.busy_timeout(timeout).map_err(|err| self.error(err))
+    }
+
     /// Path of the database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -554,6 +559,31 @@ impl Writer<'_> {
             .map_err(|err| self.error(err))?;
         record.id = Some(id);
         Ok(id)
+    }
+
+    /// Records that the file with row id `id` was seen with `stamp` at
+    /// `seen_ns`, when its record still holds that stamp: a record that
+    /// another run changed meanwhile stays as that run wrote it.
+    pub fn refresh_seen(&self, id: i64, stamp: &Stamp, seen_ns: i64) -> Result<()> {
+        let mut statement = self
+            .tx
+            .prepare_cached(
+                "UPDATE files SET seen_ns = ?1 WHERE id = ?2 AND kind = ?3 AND ino = ?4 AND size = ?5 \
+                 AND mtime_ns = ?6 AND ctime_ns = ?7 AND seen_ns < ?1",
+            )
+            .map_err(|err| self.error(err))?;
+        statement
+            .execute(params![
+                seen_ns,
+                id,
+                stamp.kind as i64,
+                stamp.ino as i64,
+                stamp.size as i64,
+                stamp.mtime_ns,
+                stamp.ctime_ns
+            ])
+            .map_err(|err| self.error(err))?;
+        Ok(())
     }
 
     /// Replaces the dependencies of a target: `(dependency id, kind, generation)`.
