@@ -558,6 +558,31 @@ def test_simultaneous_ifchange_builds_once(tree: Tree, processes: Processes) -> 
     assert tree.read("count") == "counted\n"
 
 
+def test_target_built_meanwhile_is_not_rebuilt(tree: Tree, processes: Processes) -> None:
+    # The first run checks x and queues it behind slow; the second run builds
+    # x meanwhile. When the first run gets to x, it must use that build.
+    tree.write(
+        "slow.do",
+        """
+        touch slow.started
+        while [ ! -e go ]; do sleep 0.02; done
+        echo slow > $3
+    """,
+    )
+    tree.write("x.do", 'echo "$1" >> "$RUNLOG"\necho x > $3\n')
+
+    first = processes.start(tree, "redo-ifchange", "slow", "x")
+    wait_for_files([tree.path("slow.started")], first)
+    second = tree.run("redo-ifchange", "x")
+    tree.write("go", "")
+    first_result = finish(first)
+
+    assert second.returncode == 0, str(second)
+    assert first_result.returncode == 0, str(first_result)
+    assert tree.runs() == ["x"]
+    assert "redo    x" not in first_result.stderr, str(first_result)
+
+
 def test_simultaneous_forced_builds_serialize(tree: Tree, processes: Processes) -> None:
     events = use_events(tree)
     tree.write("count.do", COUNT_SCRIPT)

@@ -27,6 +27,13 @@ impl Scheduler<'_> {
         }
         let Some(locks) = &self.locks else { return false };
         match locks.try_lock(&self.graph[id].key) {
+            Ok(true) if self.built_elsewhere(id) => {
+                // Another run built it after this one checked it and released
+                // the lock before this run asked for it: check it again.
+                self.unlock_target(id);
+                self.recheck(id);
+                false
+            }
             Ok(true) => true,
             Ok(false) => {
                 self.graph[id].state = State::WaitingForLock;
@@ -71,13 +78,33 @@ impl Scheduler<'_> {
         for (id, _, _) in free {
             let message = format!("{} is free again; checking it", self.quoted(id));
             self.report_lock(id, message);
-            let node = &mut self.graph[id];
-            node.loaded = false;
-            node.record = None;
-            node.state = State::Idle;
-            let forced = node.forced && !node.built;
-            self.visit(id, forced);
+            self.recheck(id);
         }
+    }
+
+    /// Tells whether another run built a target since this run read its
+    /// record: the database, read afresh, names a later build.
+    fn built_elsewhere(&mut self, id: NodeId) -> bool {
+        let Some(store) = &self.store else { return false };
+        let loaded = self.graph[id].record.as_ref().map_or(0, |record| record.built_run);
+        store.end_reads();
+        match store.file(&self.graph[id].key) {
+            Ok(fresh) => fresh.map_or(0, |record| record.built_run) != loaded,
+            Err(err) => {
+                self.set_fatal(err);
+                false
+            }
+        }
+    }
+
+    /// Checks a target again from its state in the database.
+    fn recheck(&mut self, id: NodeId) {
+        let node = &mut self.graph[id];
+        node.loaded = false;
+        node.record = None;
+        node.state = State::Idle;
+        let forced = node.forced && !node.built;
+        self.visit(id, forced);
     }
 
     /// Says once, even without `--debug-locks`, that a target has waited
