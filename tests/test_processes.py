@@ -252,6 +252,26 @@ def test_late_detaching_child_unreported(tree: Tree, reaper: Reaper) -> None:
         assert is_alive(read_pid(tree, f"detach{attempt}.pid"))
 
 
+def test_late_stdout_stays_out_of_target(tree: Tree, reaper: Reaper) -> None:
+    # The child writes to the script's stdout after the script exits: first
+    # within the moment redo waits for it to leave, then later.
+    tree.write(
+        "bg.do",
+        """
+        echo first
+        (sleep 0.01; echo late; sleep 0.3; echo later) &
+        echo $! > bg.pid
+    """,
+    )
+    reaper.track_pidfile(tree.path("bg.pid"))
+
+    result, elapsed = run_until_exit(tree, "bg")
+    time.sleep(0.5)
+
+    assert result.returncode == 0, str(result)
+    assert tree.read("bg") == "first\n"
+
+
 def test_background_child_reported_not_awaited(tree: Tree, reaper: Reaper) -> None:
     tree.write(
         "bg.do",

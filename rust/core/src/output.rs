@@ -218,6 +218,9 @@ pub struct JobFiles {
     log: Option<Capture>,
     /// Stamp of the target before the script ran.
     before: Stamp,
+    /// Length of the stdout capture when the script exited, set when it
+    /// left processes that may still write there: only these bytes count.
+    frozen_stdout: Option<u64>,
 }
 
 impl JobFiles {
@@ -227,13 +230,26 @@ impl JobFiles {
         let dollar3 = sibling(target, ".", ".redo3.tmp");
         remove_any(&dollar3).map_err(|err| io_error("remove the stale temporary file", &dollar3, err))?;
         let before = Stamp::read_target(target).map_err(|err| io_error("read", target, err))?;
-        Ok(JobFiles { target: target.to_path_buf(), dollar3, capture: None, log: None, before })
+        Ok(JobFiles { target: target.to_path_buf(), dollar3, capture: None, log: None, before, frozen_stdout: None })
     }
 
     /// Gives the job its stdout capture and, when stderr is logged, `log`.
     pub fn attach(&mut self, capture: Capture, log: Option<Capture>) {
         self.capture = Some(capture);
         self.log = log;
+    }
+
+    /// Notes how much the script wrote to stdout, at its exit: processes it
+    /// left running share the capture, and what they write later must not
+    /// reach the target.
+    pub fn freeze_stdout(&mut self) {
+        let size = self.capture.as_ref().and_then(|capture| capture.size().ok()).unwrap_or(0);
+        self.frozen_stdout = Some(size);
+    }
+
+    /// Tells whether processes that the script left running shared its stdout.
+    pub fn stdout_shared(&self) -> bool {
+        self.frozen_stdout.is_some()
     }
 
     /// Returns the stdout capture, while the job owns it.
@@ -268,9 +284,10 @@ impl JobFiles {
     pub fn inspect(&self) -> Result<Produced, OutputError> {
         let after = Stamp::read_target(&self.target).map_err(|err| io_error("read", &self.target, err))?;
         let dollar3 = Stamp::read_target(&self.dollar3).map_err(|err| io_error("read", &self.dollar3, err))?;
-        let stdout_len = match &self.capture {
-            Some(capture) => capture.size().map_err(|err| io_error("read", &capture.path, err))?,
-            None => 0,
+        let stdout_len = match (&self.capture, self.frozen_stdout) {
+            (Some(_), Some(frozen)) => frozen,
+            (Some(capture), None) => capture.size().map_err(|err| io_error("read", &capture.path, err))?,
+            (None, _) => 0,
         };
         if after.exists() && after.kind != FileKind::Dir && after != self.before {
             return Err(OutputError::WroteTarget);
@@ -302,7 +319,7 @@ impl JobFiles {
             }
         }
         let copy = sibling(&self.target, ".", ".redo1.tmp");
-        if let Err(err) = std::fs::copy(&capture.path, &copy) {
+        if let Err(err) = copy_prefix(&capture.path, &copy, self.frozen_stdout) {
             let _ = std::fs::remove_file(&copy);
             return Err(io_error("copy stdout into", &self.target, err));
         }
@@ -321,6 +338,17 @@ impl JobFiles {
             pool.give_back(capture, still_shared);
         }
     }
+}
+
+/// Copies `source` to a new file `copy`: its first `len` bytes, or all of it.
+fn copy_prefix(source: &Path, copy: &Path, len: Option<u64>) -> io::Result<()> {
+    let Some(len) = len else {
+        return std::fs::copy(source, copy).map(drop);
+    };
+    let from = File::open(source)?;
+    let mut to = OpenOptions::new().write(true).create_new(true).mode(0o666).open(copy)?;
+    io::copy(&mut io::Read::take(from, len), &mut to)?;
+    Ok(())
 }
 
 /// Moves `source` over `target` atomically. A plain rename cannot replace a

@@ -138,7 +138,17 @@ impl Engine<'_> {
         if let Some(pidfd) = &proc.child.pidfd {
             let _ = self.epoll.delete(pidfd.as_fd());
         }
-        let members = survivors(proc.child.pid);
+        let pgid = proc.child.pid;
+        let members = if spawn::group_members(pgid).is_empty() {
+            Vec::new()
+        } else {
+            if !self.wait_background {
+                // What the script wrote to stdout ends here, although the
+                // processes it left may write more.
+                self.scheduler.freeze_stdout(job);
+            }
+            survivors(pgid)
+        };
         if members.is_empty() || !self.wait_background {
             self.procs.remove(&job);
             // Start the next job first: installing and recording this one's
@@ -269,15 +279,12 @@ impl Engine<'_> {
 /// way out of it.
 const SURVIVOR_GRACE: Duration = Duration::from_millis(20);
 
-/// Returns the processes left in a job's group after the job ended. A child
-/// that the script started just before it exited may still be in the group,
-/// under the shell's name, because `setsid daemon &` forks first and calls
-/// setsid() after. So when the first look finds anybody, a second look a
-/// moment later decides.
+/// Returns the processes that stay in a job's group, once a first look
+/// found some. A child that the script started just before it exited may
+/// still be in the group, under the shell's name, because `setsid daemon &`
+/// forks first and calls setsid() after. A second look a moment later
+/// decides.
 fn survivors(pgid: Pid) -> Vec<Background> {
-    if spawn::group_members(pgid).is_empty() {
-        return Vec::new();
-    }
     std::thread::sleep(SURVIVOR_GRACE);
     spawn::group_members(pgid)
 }

@@ -300,6 +300,15 @@ impl Scheduler<'_> {
         }
     }
 
+    /// Notes, when a job's process exited and left others in its group, how
+    /// much it wrote to stdout: what those processes write later is not
+    /// part of the target.
+    pub fn freeze_stdout(&mut self, job: JobId) {
+        if let Some(running) = self.jobs.get_mut(&job) {
+            running.files.freeze_stdout();
+        }
+    }
+
     /// Handles the exit of a job's process. `background` lists the processes
     /// it started that still run; they may still hold its stdout.
     pub fn job_exited(&mut self, job: JobId, status: ExitStatus, background: &[Background]) {
@@ -320,8 +329,8 @@ impl Scheduler<'_> {
             self.tokens.put(token);
         }
         let id = running.node;
-        let shared_stdout = !background.is_empty();
-        if shared_stdout {
+        let shared_stdout = !background.is_empty() || running.files.stdout_shared();
+        if !background.is_empty() {
             let list: Vec<String> =
                 background.iter().map(|process| format!("{} ({})", process.pid, process.name)).collect();
             let message = format!(
