@@ -18,7 +18,7 @@ use crate::store::{DepKind, flags};
 use crate::tokens::Handoff;
 
 use super::state::Pending;
-use super::{Action, ExitStatus, Failure, Job, JobId, JobSpec, NodeId, Outcome, Scheduler, State};
+use super::{Action, ExitStatus, FailedDep, Failure, Job, JobId, JobSpec, NodeId, Outcome, Scheduler, State};
 
 /// Names of the environment variables that a surrounding build may have
 /// left and that each job gets afresh.
@@ -345,7 +345,24 @@ impl Scheduler<'_> {
             running.files.discard();
             running.files.release(&mut self.captures, shared_stdout);
             self.mark_failed(id, log);
-            let failed_dep = running.failed_deps.first().copied();
+            let abandoned = |dep: &FailedDep| matches!(dep, FailedDep::Failed(dep) if self.abandoned.contains(dep));
+            if !running.failed_deps.is_empty() && running.failed_deps.iter().all(abandoned) {
+                // The script stopped because the run gave up on what it
+                // asked for, after another target's failure.
+                self.abandoned.insert(id);
+                return self.finish(id, Outcome::Failed);
+            }
+            // Name a dependency that failed on its own, not one that the run
+            // gave up on after that failure.
+            let failed_dep = running
+                .failed_deps
+                .iter()
+                .find(|dep| match dep {
+                    FailedDep::Failed(dep) => self.reported_failures.contains(dep),
+                    FailedDep::Cycle(_) => true,
+                })
+                .or(running.failed_deps.first())
+                .copied();
             let failure = Failure::Script { status, dofile: running.dofile, failed_dep };
             return self.fail(id, failure);
         }

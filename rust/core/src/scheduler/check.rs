@@ -259,6 +259,7 @@ impl Scheduler<'_> {
             self.report(EventKind::Explain, id, message);
         }
         if self.stopping {
+            self.abandoned.insert(id);
             return self.finish(id, Outcome::Failed);
         }
         let abs = self.graph[id].abs.clone();

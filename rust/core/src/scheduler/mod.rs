@@ -20,7 +20,7 @@ mod requests;
 mod state;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -172,6 +172,11 @@ pub(crate) struct Scheduler<'a> {
     stopping: bool,
     /// Nodes that failed, in order.
     failed: Vec<NodeId>,
+    /// Nodes whose own failure was reported.
+    reported_failures: HashSet<NodeId>,
+    /// Nodes that a stopping run gave up on before they could build, and
+    /// those that needed them: their failure is not an error of its own.
+    abandoned: HashSet<NodeId>,
     /// Nodes whose record changed since the last write.
     unsaved: Vec<NodeId>,
     /// Dependency lists and logs waiting for the next write.
@@ -227,6 +232,8 @@ impl<'a> Scheduler<'a> {
             tokens,
             stopping: false,
             failed: Vec::new(),
+            reported_failures: HashSet::new(),
+            abandoned: HashSet::new(),
             unsaved: Vec::new(),
             pending: Vec::new(),
             unlock_after_write: Vec::new(),
@@ -304,6 +311,7 @@ impl<'a> Scheduler<'a> {
                 std::mem::take(&mut self.lock_waiters).into_iter().map(|(id, _, _)| id).collect();
             let queued = std::iter::from_fn(|| self.queue.pop().map(|Reverse((_, id))| id)).collect::<Vec<_>>();
             for id in waiting.into_iter().chain(queued) {
+                self.abandoned.insert(id);
                 self.finish(id, Outcome::Failed);
             }
             self.tokens.balance(0);
@@ -371,8 +379,15 @@ impl<'a> Scheduler<'a> {
 
     /// Reports why a node failed and settles it as failed.
     fn fail(&mut self, id: NodeId, failure: Failure) {
+        if let Failure::Dependency(dep) = failure {
+            if self.abandoned.contains(&dep) {
+                self.abandoned.insert(id);
+                return self.finish(id, Outcome::Failed);
+            }
+        }
         let message = self.failure_message(id, &failure);
         self.report(EventKind::Error, id, message);
+        self.reported_failures.insert(id);
         if !self.config.keep_going {
             self.stopping = true;
         }

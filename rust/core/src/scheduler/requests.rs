@@ -189,6 +189,7 @@ impl Scheduler<'_> {
         if outcome == Outcome::Missing && !self.graph[id].reported_missing {
             self.graph[id].reported_missing = true;
             self.failed.push(id);
+            self.reported_failures.insert(id);
             let message = format!(
                 "cannot build {}: it does not exist and no .do file builds it \
                  (redo-whichdo lists the .do files that were looked for)",

@@ -374,6 +374,32 @@ fn failure_stops_unstarted_targets() {
 }
 
 #[test]
+fn failure_names_the_dependency_that_failed() {
+    let mut harness = Harness::new();
+    harness
+        .script("all", &[Step::IfChange(&["one", "bad", "two"])])
+        .script("one", &[Step::IfChange(&["one.s"]), Step::Write("one")])
+        .script("bad", &[Step::IfChange(&["bad.s"]), Step::Write("bad")])
+        .script("two", &[Step::IfChange(&["two.s"]), Step::Write("two")])
+        .script("one.s", &[Step::Write("s")])
+        .script("bad.s", &[Step::Exit(1)])
+        .script("two.s", &[Step::Write("s")]);
+    let (trace, events) = harness.build(&["all"], true, 2, false);
+    assert!(!trace.success);
+    let errors = errors(&events);
+    // two and two.s never built: the run stopped before them, which is not
+    // an error of theirs.
+    assert_eq!(
+        errors,
+        [
+            "cannot build 'bad.s': bad.s.do failed with exit status 1",
+            "cannot build 'bad': bad.do failed with exit status 1 after its dependency 'bad.s' failed",
+            "cannot build 'all': all.do failed with exit status 1 after its dependency 'bad' failed",
+        ]
+    );
+}
+
+#[test]
 fn keep_going_builds_independent_targets() {
     let mut harness = Harness::new();
     harness
