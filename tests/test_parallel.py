@@ -7,6 +7,7 @@ on one tree at the same time."""
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import time
@@ -308,6 +309,24 @@ def test_nested_chain_finishes_at_one_job(tree: Tree) -> None:
     assert tree.read("all") == "leaf\n"
 
 
+@pytest.mark.skipif(resource.getrlimit(resource.RLIMIT_NOFILE)[1] < 4096, reason="hard descriptor limit below 4096")
+def test_deep_chain_passes_soft_descriptor_limit(tree: Tree) -> None:
+    # 300 scripts wait at once, each holding a few of redo's descriptors.
+    tree.write(
+        "default.do",
+        """
+        k=${1#n}
+        if [ "$k" -gt 0 ]; then redo-ifchange "n$((k - 1))"; fi
+        echo "$k" > $3
+    """,
+    )
+
+    result = tree.run("sh", "-c", "ulimit -Sn 1024 && redo n300", timeout=WAIT_TIMEOUT)
+
+    assert result.returncode == 0, str(result)
+    assert tree.read("n300") == "300\n"
+
+
 def test_waiting_parent_frees_its_slot(tree: Tree) -> None:
     # At -j2 the parent uses one slot while it runs. If it kept that slot
     # while it waits in redo-ifchange, only one child could run at a time.
@@ -477,17 +496,18 @@ def test_fifo_tokens_return_after_sigint(tree: Tree, fifo_jobserver: FifoJobserv
     assert fifo_jobserver.drain() == b"++"
 
 
-@pytest.mark.parametrize("how", ["makeflags", "make-rule-without-plus"])
+@pytest.mark.parametrize("how", ["makeflags", "low-descriptors", "make-rule-without-plus"])
 def test_unusable_jobserver_warns_runs_serially(tree: Tree, how: str) -> None:
     events = use_events(tree)
     write_timed_targets(tree, FOUR_TARGETS)
     tree.write("probe.do", 'echo "${MAKEFLAGS-unset}" > $3\n')
     write_parent(tree, "all", FOUR_TARGETS + ["probe"])
 
-    if how == "makeflags":
-        # Nothing is open on 33 and 34, because Popen closes every
-        # descriptor above 2.
-        result = tree.run("redo", "all", env={"MAKEFLAGS": " -j4 --jobserver-auth=33,34"}, timeout=WAIT_TIMEOUT)
+    if how in ("makeflags", "low-descriptors"):
+        # Nothing is open on these, because Popen closes every descriptor
+        # above 2. Numbers 3 and 4 are the first that redo itself opens.
+        fds = "33,34" if how == "makeflags" else "3,4"
+        result = tree.run("redo", "all", env={"MAKEFLAGS": f" -j4 --jobserver-auth={fds}"}, timeout=WAIT_TIMEOUT)
     else:
         # Without '+', make closes its jobserver descriptors in the recipe
         # but still names them in MAKEFLAGS.
@@ -498,6 +518,7 @@ def test_unusable_jobserver_warns_runs_serially(tree: Tree, how: str) -> None:
     warnings = [line for line in result.stderr.splitlines() if JOBSERVER_WARNING in line]
     assert len(warnings) == 1, str(result)
     assert "'+'" in warnings[0], str(result)
+    assert "not a pipe" not in warnings[0], str(result)
     assert max_overlap(events) == 1, f"{events.read_text()}{result}"
     assert "--jobserver-auth" not in tree.read("probe"), tree.read("probe")
 

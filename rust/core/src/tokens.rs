@@ -78,7 +78,9 @@ fn inherited_jobserver() -> &'static Result<Client, (FromEnvErrorKind, String, O
     static INHERITED: OnceLock<Result<Client, (FromEnvErrorKind, String, OsString)>> = OnceLock::new();
     INHERITED.get_or_init(|| {
         // SAFETY: the descriptors named in MAKEFLAGS were passed to this
-        // process for this purpose and nothing else in redors uses them.
+        // process for this purpose. The engine parses them (through
+        // `Tokens::adopt_inherited`) before it opens descriptors of its own,
+        // which could otherwise take the numbers of closed ones.
         let found = unsafe { Client::from_env_ext(true) };
         found.client.map_err(|err| {
             let value = found.var.map(|(_, value)| value).unwrap_or_default();
@@ -121,6 +123,14 @@ pub(crate) fn strip_jobserver(makeflags: &OsStr) -> OsString {
 }
 
 impl Tokens {
+    /// Looks at the jobserver that MAKEFLAGS names, if any, before the run
+    /// opens a descriptor: when make did not pass its descriptors, their
+    /// numbers are free, and a descriptor of the run's own that got one of
+    /// them must not pass for the jobserver.
+    pub fn adopt_inherited() {
+        let _ = inherited_jobserver();
+    }
+
     /// Plans the tokens of a run: `jobs` is `-j` when given; without it, a
     /// jobserver in the environment is used when there is one.
     /// `makeflags` is the MAKEFLAGS value that scripts would otherwise get.

@@ -147,6 +147,19 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// How often processes are polled when no descriptor reports their exit.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
+/// Raises the soft limit on open descriptors to the hard one. Each script
+/// that waits for a dependency holds about four of the engine's (its two
+/// capture files, its pidfd, its connection), so a chain of 250 nested
+/// targets would pass the usual soft limit of 1024.
+fn raise_descriptor_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+}
+
 /// Builds `targets` (relative to `config.startdir`): brings them up to date,
 /// or rebuilds them when `force` is set, as `redo` does.
 pub fn run(
@@ -156,6 +169,8 @@ pub fn run(
     resolver: &dyn Resolver,
     reporter: &dyn Reporter,
 ) -> Result<RunOutcome, EngineError> {
+    Tokens::adopt_inherited();
+    raise_descriptor_limit();
     // The descriptors the loop watches.
     let use_pidfd = config.use_pidfd && spawn::pidfds_supported();
     let signals = Signals::block(!use_pidfd).map_err(setup("block signals"))?;
