@@ -132,6 +132,22 @@ print(json.dumps(redors.build(["all"]).status))
     assert tree.read("all") == "from-a\n"
 
 
+def test_build_relative_cwd(tree: Tree) -> None:
+    write_logged_all(tree)
+    tree.path("sub").mkdir()
+
+    result = python_json(
+        tree,
+        """
+import json, redors
+print(json.dumps([redors.build(["all"], cwd=".").status, redors.build(["../a"], cwd="sub", force=True).status]))
+""",
+    )
+
+    assert result == [0, 0]
+    assert tree.read("all") == "from-a\n"
+
+
 # redors.whichdo
 
 

@@ -293,7 +293,7 @@ def test_background_child_reported_not_awaited(tree: Tree, reaper: Reaper) -> No
     sleep_pid = read_pid(tree, "sleep.pid")
     assert is_alive(sleep_pid)
     warning = (
-        f"redo: warning: bg.do exited but left processes running: {sleep_pid} (sleep); "
+        f"redo: warning: bg.do for 'bg' exited but left processes running: {sleep_pid} (sleep); "
         "not waiting for them (--wait-background waits)"
     )
     warnings = [line for line in result.stderr.splitlines() if line.startswith("redo: warning:")]

@@ -74,7 +74,7 @@ def find_top(cwd: Optional[str] = None, targets: Sequence[str] = ()) -> str:
     directory with ``.redo/`` or a version-control root, without climbing into
     ``$HOME`` or ``/``.
     """
-    cwd = os.getcwd() if cwd is None else cwd
+    cwd = os.path.abspath(os.getcwd() if cwd is None else cwd)
     explicit = os.environ.get(ENV["TOP"]) or None
     return _native.find_top(cwd, list(targets), explicit, os.environ.get("HOME") or None)
 
@@ -94,7 +94,7 @@ def build(
     ``.do`` script the request goes to the running build, through the native
     inner command, and only the status comes back.
     """
-    cwd = os.getcwd() if cwd is None else cwd
+    cwd = os.path.abspath(os.getcwd() if cwd is None else cwd)
     command = "redo" if force else "redo-ifchange"
     if inside_build():
         program = os.path.join(inner_commands_dir(), command)
@@ -141,7 +141,7 @@ def build(
 def whichdo(target: str, cwd: Optional[str] = None) -> dofiles.DoMatch:
     """Return the ``.do`` search for ``target``: the file found, if any, and
     the candidates tried before it."""
-    cwd = os.getcwd() if cwd is None else cwd
+    cwd = os.path.abspath(os.getcwd() if cwd is None else cwd)
     return dofiles.find(os.path.normpath(os.path.join(cwd, target)))
 
 

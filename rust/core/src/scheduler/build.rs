@@ -334,8 +334,10 @@ impl Scheduler<'_> {
             let list: Vec<String> =
                 background.iter().map(|process| format!("{} ({})", process.pid, process.name)).collect();
             let message = format!(
-                "{} exited but left processes running: {}; not waiting for them (--wait-background waits)",
+                "{} for {} exited but left processes running: {}; not waiting for them \
+                 (--wait-background waits)",
                 running.dofile.display(),
+                self.quoted(id),
                 list.join(", ")
             );
             self.report(EventKind::Background, id, message);
