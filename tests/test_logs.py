@@ -851,6 +851,51 @@ def test_follow_waits_for_running_build(tree: Tree) -> None:
     assert lag < 3, f"redo-log -f exited {lag:.1f} s after the build"
 
 
+def test_interrupted_build_keeps_its_log(tree: Tree) -> None:
+    tree.write(
+        "slow.do",
+        """
+        trap 'echo "cleaning up" >&2; exit 1' TERM
+        echo "line 1" >&2
+        touch started
+        sleep 30
+        echo slow > $3
+    """,
+    )
+    build = start_process(tree, "redo", "slow")
+    try:
+        wait_for_file(tree.path("started"), build)
+        build.send_signal(signal.SIGTERM)
+        _, build_stderr = build.communicate(timeout=WAIT_TIMEOUT)
+    finally:
+        stop_process(build)
+
+    log = redo_log(tree, "slow")
+
+    assert build.returncode == 143, build_stderr
+    assert "cleaning up" in lines(build_stderr), build_stderr
+    # The shell may also say that sleep was terminated.
+    assert lines(log.stdout)[:2] == ["redo  slow", "line 1"], str(log)
+    assert lines(log.stdout)[-1] == "cleaning up", str(log)
+
+
+def test_follow_ends_after_killed_run(tree: Tree) -> None:
+    tree.write("slow.do", "echo $$ > script.pid\n" + FOLLOWED_SCRIPT.replace("sleep 1", "sleep 30"))
+    build = start_process(tree, "redo", "slow")
+    try:
+        wait_for_file(tree.path("started"), build)
+        os.killpg(build.pid, signal.SIGKILL)
+        build.wait(timeout=WAIT_TIMEOUT)
+
+        log = redo_log(tree, "-f", "slow")
+    finally:
+        stop_process(build)
+        os.killpg(int(tree.read("script.pid")), signal.SIGKILL)
+
+    assert log.returncode == 0, str(log)
+    assert lines(log.stdout)[0] == "redo  slow", str(log)
+
+
 def test_log_without_follow_returns_during_build(tree: Tree) -> None:
     tree.write("slow.do", FOLLOWED_SCRIPT)
 

@@ -94,6 +94,15 @@ impl Locks {
     }
 }
 
+/// Tells whether a run is building a target now, from the lock file in the
+/// state directory `dir`, without creating it.
+pub(crate) fn is_being_built(dir: &Path, key: &Path) -> bool {
+    let Ok(file) = OpenOptions::new().read(true).write(true).open(dir.join(LOCK_FILE)) else {
+        return false;
+    };
+    Locks { file }.is_held_elsewhere(key).unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

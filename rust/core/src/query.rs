@@ -417,7 +417,7 @@ fn file_changed(abs: &Path, record: &FileRecord, stamp: &Stamp) -> bool {
 pub struct TargetLog {
     /// Whether redo builds the file (otherwise it is a source).
     pub is_target: bool,
-    /// Whether a build of it is under way or was cut short.
+    /// Whether a run is building it now.
     pub building: bool,
     /// Id of the run that last built it.
     pub built_run: i64,
@@ -434,9 +434,12 @@ pub fn target_log(top: &Path, key: &Path) -> Result<Option<TargetLog>, StoreErro
         let Some(record) = store.file(key)? else { return Ok(None) };
         let Some(id) = record.id else { return Ok(None) };
         let deps = store.deps(id)?.into_iter().filter(|dep| dep.kind == DepKind::IfChange).map(|dep| dep.key).collect();
+        // A run killed by SIGKILL leaves its mark, but not its lock.
+        let building =
+            record.has(flags::BUILDING) && crate::locks::is_being_built(&top.join(crate::constants::STATE_DIR), key);
         Ok(Some(TargetLog {
             is_target: record.is_target,
-            building: record.has(flags::BUILDING),
+            building,
             built_run: record.built_run,
             log: store.log(id)?,
             deps,

@@ -484,14 +484,16 @@ impl Scheduler<'_> {
         let jobs: Vec<JobId> = self.jobs.keys().copied().collect();
         let mut abandoned = Vec::with_capacity(jobs.len());
         for job in jobs {
+            // What the script wrote until it stopped (a cleanup trap's lines
+            // too) is shown and kept for redo-log.
+            self.read_output(job, true);
             if let Some(mut running) = self.jobs.remove(&job) {
-                abandoned.push(running.node);
+                let log = self.log_record(&running);
                 running.files.discard();
                 running.files.release(&mut self.captures, true);
-                let record = self.record_mut(running.node);
-                record.set(flags::BUILDING, false);
-                record.set(flags::FAILED, true);
+                self.mark_failed(running.node, log);
                 self.graph[running.node].state = State::Done(Outcome::Failed);
+                abandoned.push(running.node);
             }
         }
         self.unlock_after_write.extend(abandoned);
