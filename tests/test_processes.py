@@ -470,6 +470,34 @@ def test_stop_signal_ends_script_group(tree: Tree, reaper: Reaper, signal_number
     assert not is_alive(background_pid)
 
 
+def test_sigint_stops_scripts_when_ignored_at_start(tree: Tree, reaper: Reaper) -> None:
+    # A shell starts "redo &" with SIGINT ignored; the scripts must not
+    # inherit that, or the SIGINT that redo forwards would not stop them.
+    tree.write("slow.do", SLOW_SCRIPT)
+    reaper.track_pidfile(tree.path("script.pid"))
+    reaper.track_pidfile(tree.path("background.pid"))
+    process = subprocess.Popen(
+        ["redo", "slow"],
+        cwd=tree.root,
+        env=tree.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    reaper.track_popen(process)
+    wait_for_file(tree.path("started"), process)
+
+    started = time.monotonic()
+    os.kill(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=WAIT_TIMEOUT)
+
+    assert process.returncode == 130, stderr
+    assert time.monotonic() - started < 3, "the script outlived the grace period"
+
+
 # Recovery after SIGKILL.
 
 KILLABLE_SCRIPT = """

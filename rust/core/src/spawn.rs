@@ -11,8 +11,10 @@
 //! is `/dev/null`, stdout the capture file, stderr inherited; the signal mask
 //! is empty, although the engine blocks the signals it reads from its
 //! signalfd; and SIGPIPE, SIGXFSZ and SIGCHLD have their default action,
-//! although Python ignores the first two. Every descriptor that redors opens
-//! is close-on-exec, so a job gets no other.
+//! although Python ignores the first two, and so do SIGINT and SIGTERM, which
+//! redo forwards to stop a job even when it was itself started with them
+//! ignored (`redo &` in a script). Every descriptor that redors opens is
+//! close-on-exec, so a job gets no other.
 
 use std::ffi::{CString, OsStr};
 use std::io;
@@ -131,7 +133,7 @@ pub(crate) fn spawn(spec: JobSpec, program: &Path, use_pidfd: bool) -> io::Resul
     let mut actions = FileActions::new()?;
     let mut attributes = SpawnAttributes::new()?;
     let empty = signal_set(&[]);
-    let defaults = signal_set(&[libc::SIGPIPE, libc::SIGXFSZ, libc::SIGCHLD]);
+    let defaults = signal_set(&[libc::SIGPIPE, libc::SIGXFSZ, libc::SIGCHLD, libc::SIGINT, libc::SIGTERM]);
     let flags = libc::POSIX_SPAWN_SETPGROUP | libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
     // SAFETY: every pointer passed lives until posix_spawn returns: the
     // strings and pointer arrays above, and the action and attribute objects,
