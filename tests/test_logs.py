@@ -741,6 +741,21 @@ def test_recursive_log_shows_each_target_once(tree: Tree) -> None:
     assert lines(log.stdout) == ["redo  all", "redo    shared", "shared says", "redo    count", "count says"], str(log)
 
 
+def test_recursive_log_shows_target_rebuilt_during_check(tree: Tree) -> None:
+    # dep3 is rebuilt while slow's request checks dep2, which stays as it was.
+    tree.write("slow.do", 'redo-ifchange dep2\necho "slow says" >&2\necho slow > $3\n')
+    tree.write("dep2.do", "redo-ifchange dep3\necho dep2 > $3\n")
+    tree.write("dep3.do", 'redo-ifchange src\necho "dep3 says" >&2\necho same > $3\n')
+    tree.write("src", "one\n")
+    tree.redo("slow", timeout=WAIT_TIMEOUT)
+    tree.touch_later("src", "two\n")
+    tree.redo("slow", timeout=WAIT_TIMEOUT)
+
+    log = redo_log(tree, "-r", "slow")
+
+    assert lines(log.stdout) == ["redo  slow", "redo    dep3", "dep3 says", "[slow] slow says"], str(log)
+
+
 def test_unchanged_children_need_u_flag(tree: Tree) -> None:
     write_chain(tree)
     tree.redo("all", timeout=WAIT_TIMEOUT)

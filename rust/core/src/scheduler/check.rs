@@ -128,6 +128,7 @@ impl Scheduler<'_> {
                 let (priority, depth) = (self.graph[id].priority.clone(), self.graph[id].depth + 1);
                 let position = self.position();
                 self.graph.place(dep_id, &priority, position, depth);
+                self.graph[dep_id].requested_by.get_or_insert(id);
                 self.visit(dep_id, false);
             }
             match self.graph[dep_id].outcome() {

@@ -101,6 +101,11 @@ pub(crate) struct Graph {
 }
 
 impl Graph {
+    /// Returns how many nodes the run knows.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
     /// Returns the node of an absolute path, creating it if needed.
     pub fn intern(&mut self, top: &Path, abs: &Path) -> NodeId {
         let key = paths::key(top, abs);

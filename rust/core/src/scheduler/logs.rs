@@ -69,8 +69,21 @@ impl Scheduler<'_> {
     /// Records, in the log of the job whose request started the build of
     /// `id`, the point where that build starts, for `redo-log` to replay.
     pub(super) fn mark_child(&mut self, id: NodeId) {
-        let Some(parent) = self.graph[id].requested_by else { return };
-        let State::Running(job) = self.graph[parent].state else { return };
+        // A target rebuilt while another one's dependencies were checked
+        // goes in the log of the script whose request started that check.
+        // Each node has one requester, but a dependency cycle can make
+        // them a loop: the walk takes at most one step per node.
+        let mut parent = self.graph[id].requested_by;
+        let mut job = None;
+        for _ in 0..self.graph.len() {
+            let Some(node) = parent else { break };
+            if let State::Running(running) = self.graph[node].state {
+                job = Some(running);
+                break;
+            }
+            parent = self.graph[node].requested_by;
+        }
+        let Some(job) = job else { return };
         let key = self.graph[id].key.clone();
         if let Some(running) = self.jobs.get_mut(&job) {
             let offset = running.files.log().and_then(|log| log.size().ok()).unwrap_or(0);
