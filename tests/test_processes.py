@@ -550,6 +550,31 @@ def test_sigkill_leaves_usable_database(tree: Tree, reaper: Reaper, built_before
     assert tree.runs() == [f"built from {expected.strip()}"], str(again)
 
 
+def test_sigkill_socket_dir_removed_by_next_run(tree: Tree, reaper: Reaper) -> None:
+    tree.write(
+        "slow.do",
+        """
+        echo $$ > script.pid
+        echo "$REDORS_ENGINE" > engine.path
+        touch started
+        sleep 30
+    """,
+    )
+    tree.write("quick.do", "echo quick > $3\n")
+    reaper.track_pidfile(tree.path("script.pid"))
+    process = reaper.track_popen(start_redo(tree, "slow"))
+    reaper.track_group(process.pid)
+    wait_for_file(tree.path("started"), process)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=WAIT_TIMEOUT)
+    socket_dir = Path(tree.read("engine.path").strip()).parent
+    assert socket_dir.is_dir()
+
+    tree.redo("quick")
+
+    assert not socket_dir.exists()
+
+
 # REDORS_NO_PIDFD=1: failures behave as with pidfds.
 
 
