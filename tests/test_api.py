@@ -148,6 +148,25 @@ print(json.dumps([redors.build(["all"], cwd=".").status, redors.build(["../a"], 
     assert tree.read("all") == "from-a\n"
 
 
+def test_build_rejects_single_string(tree: Tree) -> None:
+    write_logged_all(tree)
+
+    caught = python_json(
+        tree,
+        """
+import json, redors
+try:
+    redors.build("all")
+    print(json.dumps(None))
+except TypeError as error:
+    print(json.dumps(str(error)))
+""",
+    )
+
+    assert caught is not None and "single name 'all'" in caught
+    assert not tree.exists("all")
+
+
 # redors.whichdo
 
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from pathlib import Path
 from typing import Dict
+
+import pytest
 
 from conftest import Tree
 
@@ -117,6 +120,47 @@ def test_options_and_settings_still_checked(tree: Tree) -> None:
     assert bad_jobs.returncode == 2, str(bad_jobs)
     assert "REDORS_JOBS" in bad_jobs.stderr
     assert "redors loaded its CLI" in with_option.stderr, str(with_option)
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("REDORS_JOBS", "99999999999999999999"),
+        ("REDORS_JOBS", "5000"),
+        ("REDORS_WAIT_BACKGROUND", "maybe"),
+        ("REDORS_NO_PIDFD", "2"),
+        ("REDORS_TOP", "/nonexistent/top"),
+    ],
+)
+@pytest.mark.parametrize("command", ["redo", "redo-ifchange"])
+def test_invalid_settings_exit_two(tree: Tree, command: str, name: str, value: str) -> None:
+    write_project(tree)
+    tree.ifchange("all")
+
+    result = tree.run(command, "all", env={name: value})
+
+    assert result.returncode == 2, str(result)
+    assert f"invalid {name}=" in result.stderr, str(result)
+    assert "Traceback" not in result.stderr, str(result)
+    assert not Path(value).exists()
+
+
+def test_listing_rejects_missing_top(tree: Tree) -> None:
+    write_project(tree)
+    tree.ifchange("all")
+
+    result = tree.run("redo-targets", env={"REDORS_TOP": "relative/missing"})
+
+    assert result.returncode == 2, str(result)
+    assert "invalid REDORS_TOP=" in result.stderr, str(result)
+    assert not tree.exists("relative")
+
+
+def test_fast_path_limits_match_settings() -> None:
+    from redors import _entry, config
+
+    assert _entry._MAX_JOBS == config.MAX_JOBS
+    assert sorted(_entry._FLAG_VALUES) == sorted(config.FLAG_VALUES)
 
 
 def test_modified_target_still_warns(tree: Tree) -> None:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from redors.api import BuildResult, build, find_top, inner_commands_dir, out_of_date, sources, targets, whichdo
-    from redors.config import Settings
+    from redors.config import SettingError, Settings
     from redors.dofiles import Candidate, DoMatch
 
 __version__: str = _native.VERSION
@@ -40,6 +40,7 @@ _LAZY = {
     "targets": "redors.api",
     "whichdo": "redors.api",
     "Settings": "redors.config",
+    "SettingError": "redors.config",
     "Candidate": "redors.dofiles",
     "DoMatch": "redors.dofiles",
 }
@@ -54,12 +55,17 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = [
     "BuildResult",
     "Candidate",
     "DoMatch",
     "EngineError",
     "RedoError",
+    "SettingError",
     "Settings",
     "StateError",
     "__version__",

@@ -21,6 +21,12 @@ if TYPE_CHECKING:
 __all__ = ["run_command"]
 
 INNER_COMMANDS = frozenset(_native.COMMANDS) - {"redo-log"}
+
+# The same limits as redors.config.MAX_JOBS and FLAG_VALUES, which this
+# module does not import: that would cost the fast path several
+# milliseconds. tests/test_noop.py checks that they agree.
+_MAX_JOBS = 4096
+_FLAG_VALUES = ("1", "true", "yes", "on", "", "0", "false", "no", "off")
 """Commands that a build answers for its scripts; the others run here."""
 
 
@@ -51,7 +57,13 @@ def _nothing_to_do(args: Sequence[str]) -> bool:
     if any(not target or target.startswith("-") or "\n" in target for target in targets):
         return False
     jobs = os.environ.get(_native.ENV["JOBS"], "").strip().lower()
-    if jobs and jobs != "auto" and not (jobs.isdigit() and int(jobs) > 0):
+    if jobs and jobs != "auto" and not (jobs.isdigit() and 0 < int(jobs) <= _MAX_JOBS):
+        return False
+    flags = (_native.ENV["WAIT_BACKGROUND"], _native.ENV["NO_PIDFD"])
+    if any(os.environ.get(name, "").strip().lower() not in _FLAG_VALUES for name in flags):
+        return False
+    explicit_top = os.environ.get(_native.ENV["TOP"])
+    if explicit_top and not os.path.isdir(explicit_top):
         return False
     try:
         cwd = os.getcwd()

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Callable, List, Mapping, Optional, Sequence
 
 from redors import _native, dofiles
-from redors.config import Settings, cache_root
+from redors.config import Settings, cache_root, check_top
 
 __all__ = [
     "BuildResult",
@@ -72,10 +72,13 @@ def find_top(cwd: Optional[str] = None, targets: Sequence[str] = ()) -> str:
     ``REDORS_TOP`` wins when set; otherwise the search starts at the deepest
     directory holding ``cwd`` and every target, and goes up to the nearest
     directory with ``.redo/`` or a version-control root, without climbing into
-    ``$HOME`` or ``/``.
+    ``$HOME`` or ``/``. Raises SettingError when ``REDORS_TOP`` names no
+    directory.
     """
     cwd = os.path.abspath(os.getcwd() if cwd is None else cwd)
     explicit = os.environ.get(ENV["TOP"]) or None
+    if explicit is not None:
+        explicit = check_top(explicit)
     return _native.find_top(cwd, list(targets), explicit, os.environ.get("HOME") or None)
 
 
@@ -93,7 +96,12 @@ def build(
     Names are relative to ``cwd`` (default: the current directory). Inside a
     ``.do`` script the request goes to the running build, through the native
     inner command, and only the status comes back.
+
+    Raises TypeError when ``targets`` is a single string, and SettingError
+    when ``REDORS_TOP`` names no directory.
     """
+    if isinstance(targets, (str, bytes)):
+        raise TypeError(f"targets must be a sequence of names, not the single name {targets!r}")
     cwd = os.path.abspath(os.getcwd() if cwd is None else cwd)
     command = "redo" if force else "redo-ifchange"
     if inside_build():

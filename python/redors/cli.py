@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import click
 
 from redors import _native, api
-from redors.config import Settings
+from redors.config import MAX_JOBS, SettingError, Settings
 from redors.output import TerminalReporter
 
 __all__ = ["COMMANDS", "main"]
@@ -29,7 +29,7 @@ def _build_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "-j",
             "--jobs",
-            type=click.IntRange(min=1),
+            type=click.IntRange(min=1, max=MAX_JOBS),
             default=None,
             metavar="N",
             help="Run up to N .do scripts at once (default: REDORS_JOBS; else make's jobserver when make "
@@ -275,4 +275,8 @@ def main(name: str, args: Sequence[str]) -> None:
     if command is None:
         click.echo(f"redors: error: unknown command {name!r}; expected one of: {', '.join(COMMANDS)}", err=True)
         sys.exit(EXIT["USAGE"])
-    command.main(args=list(args), prog_name=name)
+    try:
+        command.main(args=list(args), prog_name=name)
+    except SettingError as err:
+        click.echo(f"{name}: error: {err}", err=True)
+        sys.exit(EXIT["USAGE"])

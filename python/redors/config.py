@@ -27,14 +27,45 @@ from typing import Mapping, Optional
 
 from redors import _native
 
-__all__ = ["Settings", "cache_root", "env_flag", "parse_jobs"]
+__all__ = ["FLAG_VALUES", "MAX_JOBS", "SettingError", "Settings", "cache_root", "check_top", "env_flag", "parse_jobs"]
 
 ENV = _native.ENV
 
+MAX_JOBS = 4096
+"""Most scripts at once: a jobserver pipe holds one byte per extra job."""
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+FLAG_VALUES = _TRUE + _FALSE
+"""The values that a flag variable accepts, after case folding."""
+
+
+class SettingError(ValueError):
+    """An environment variable of redors has an invalid value."""
+
 
 def env_flag(environ: Mapping[str, str], name: str) -> bool:
-    """Tell whether an environment variable is set to a true value."""
-    return environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+    """Tell whether an environment variable is set to a true value.
+
+    Raises SettingError for a value that is neither true nor false.
+    """
+    value = environ.get(name, "")
+    text = value.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise SettingError(f"invalid {name}={value!r}: expected 1 or 0")
+
+
+def check_top(value: str) -> str:
+    """Return the top that ``REDORS_TOP`` names, as an absolute path.
+
+    Raises SettingError when it is not an existing directory.
+    """
+    if not os.path.isdir(value):
+        raise SettingError(f"invalid {ENV['TOP']}={value!r}: expected an existing directory")
+    return os.path.abspath(value)
 
 
 @dataclass
@@ -60,7 +91,8 @@ class Settings:
     def from_environment(cls, environ: Optional[Mapping[str, str]] = None) -> Settings:
         """Read the defaults that the environment sets.
 
-        Raises ValueError when ``REDORS_JOBS`` is not a positive number or ``auto``.
+        Raises SettingError when ``REDORS_JOBS`` is not a positive number or
+        ``auto``, or a flag is neither 1 nor 0.
         """
         environ = os.environ if environ is None else environ
         return cls(
@@ -79,8 +111,8 @@ def parse_jobs(value: str) -> int:
         jobs = int(text)
     except ValueError:
         jobs = 0
-    if jobs < 1:
-        raise ValueError(f"invalid {ENV['JOBS']}={value!r}: expected a positive number of jobs, or auto")
+    if not 1 <= jobs <= MAX_JOBS:
+        raise SettingError(f"invalid {ENV['JOBS']}={value!r}: expected a number of jobs from 1 to {MAX_JOBS}, or auto")
     return jobs
 
 
