@@ -112,8 +112,9 @@ def reaper() -> Iterator[Reaper]:
         tracker.kill_all()
 
 
-def start_redo(tree: Tree, *args: str, env: Optional[dict] = None) -> subprocess.Popen:
-    """Start ``redo ARGS`` in a session of its own, with captured output."""
+def start_redo(tree: Tree, *args: str, env: Optional[dict] = None, ignore_sigint: bool = False) -> subprocess.Popen:
+    """Start ``redo ARGS`` in a session of its own, with captured output;
+    with ``ignore_sigint``, as a shell starts a background command."""
     full_env = dict(tree.env)
     if env:
         full_env.update(env)
@@ -126,6 +127,7 @@ def start_redo(tree: Tree, *args: str, env: Optional[dict] = None) -> subprocess
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None,
     )
 
 
@@ -476,18 +478,7 @@ def test_sigint_stops_scripts_when_ignored_at_start(tree: Tree, reaper: Reaper) 
     tree.write("slow.do", SLOW_SCRIPT)
     reaper.track_pidfile(tree.path("script.pid"))
     reaper.track_pidfile(tree.path("background.pid"))
-    process = subprocess.Popen(
-        ["redo", "slow"],
-        cwd=tree.root,
-        env=tree.env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
-    )
-    reaper.track_popen(process)
+    process = reaper.track_popen(start_redo(tree, "slow", ignore_sigint=True))
     wait_for_file(tree.path("started"), process)
 
     started = time.monotonic()
