@@ -38,7 +38,7 @@ def test_two_target_cycle_names_both(tree: Tree) -> None:
 
     assert result.returncode == 1, str(result)
     assert "redo: error: dependency cycle: a -> b -> a" in result.stderr, str(result)
-    # a did not fail on its own; b's message says what b asked for.
+    # a did not fail on its own, so b's message names the request that closed the cycle.
     assert "b.do failed with exit status 1 after it asked for 'a', which would close the cycle" in result.stderr
     assert not tree.exists("a")
     assert not tree.exists("b")

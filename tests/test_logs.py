@@ -889,7 +889,7 @@ def test_interrupted_build_keeps_its_log(tree: Tree) -> None:
 
     assert build.returncode == 143, build_stderr
     assert "cleaning up" in lines(build_stderr), build_stderr
-    # The shell may also say that sleep was terminated.
+    # The shell may also print that sleep was terminated.
     assert lines(log.stdout)[:2] == ["redo  slow", "line 1"], str(log)
     assert lines(log.stdout)[-1] == "cleaning up", str(log)
 

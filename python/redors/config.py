@@ -32,7 +32,7 @@ __all__ = ["FLAG_VALUES", "MAX_JOBS", "SettingError", "Settings", "cache_root", 
 ENV = _native.ENV
 
 MAX_JOBS = 4096
-"""Most scripts at once: a jobserver pipe holds one byte per extra job."""
+"""Maximum number of scripts at once, because a jobserver pipe contains one byte per extra job."""
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")

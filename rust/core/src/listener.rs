@@ -3,7 +3,7 @@
 //! It lives in a fresh directory of mode 0700 (made by `mkdtemp`), and the
 //! socket itself has mode 0600; a connection from a process of another user
 //! is closed without a word. Both are removed when the engine ends. The
-//! directory's name holds the engine's process id, so that a later run
+//! directory's name contains the engine's process id, so that a later run
 //! removes those that a run killed by SIGKILL left behind.
 
 use std::io;

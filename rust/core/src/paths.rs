@@ -80,7 +80,7 @@ fn normal_parts(path: &Path) -> Vec<&OsStr> {
         .collect()
 }
 
-/// Longest file name that Linux file systems accept, in bytes.
+/// Maximum length of a file name on Linux file systems, in bytes.
 const NAME_MAX: usize = 255;
 
 /// Returns the name of a sibling of `path` built from its file name:

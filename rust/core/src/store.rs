@@ -562,7 +562,7 @@ impl Writer<'_> {
     }
 
     /// Records that the file with row id `id` was seen with `stamp` at
-    /// `seen_ns`, when its record still holds that stamp: a record that
+    /// `seen_ns`, when its record still contains that stamp. A record that
     /// another run changed meanwhile stays as that run wrote it.
     pub fn refresh_seen(&self, id: i64, stamp: &Stamp, seen_ns: i64) -> Result<()> {
         let mut statement = self

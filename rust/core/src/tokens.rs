@@ -123,10 +123,10 @@ pub(crate) fn strip_jobserver(makeflags: &OsStr) -> OsString {
 }
 
 impl Tokens {
-    /// Looks at the jobserver that MAKEFLAGS names, if any, before the run
-    /// opens a descriptor: when make did not pass its descriptors, their
-    /// numbers are free, and a descriptor of the run's own that got one of
-    /// them must not pass for the jobserver.
+    /// Parses the jobserver that MAKEFLAGS names, if any, before the run
+    /// opens a descriptor. When make did not pass its descriptors, their
+    /// numbers are free, and a descriptor that the run opens later on one
+    /// of them must not be taken for the jobserver.
     pub fn adopt_inherited() {
         let _ = inherited_jobserver();
     }

@@ -10,7 +10,7 @@
 //!    `.redo/` left there by an accidental run never captures the projects
 //!    underneath;
 //! 4. when nothing is found, the same search runs from the deepest
-//!    directory that holds every target (`redo proj/x` typed in the parent
+//!    directory that contains every target (`redo proj/x` typed in the parent
 //!    of a checkout finds the checkout);
 //! 5. when that finds nothing either, the first start directory is the top.
 

@@ -148,8 +148,8 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Raises the soft limit on open descriptors to the hard one. Each script
-/// that waits for a dependency holds about four of the engine's (its two
-/// capture files, its pidfd, its connection), so a chain of 250 nested
+/// that waits for a dependency keeps about four of the engine's open (its
+/// two capture files, its pidfd, its connection), so a chain of 250 nested
 /// targets would pass the usual soft limit of 1024.
 fn raise_descriptor_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};

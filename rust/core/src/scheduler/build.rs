@@ -391,8 +391,8 @@ impl Scheduler<'_> {
 
     /// Records that a target's build failed, with its log when there is one.
     ///
-    /// What the script did to the target file itself is recorded too: a
-    /// script that writes `$1` fails, but its file stays. That file is the
+    /// The target file as the script left it is recorded too, because a
+    /// script that writes `$1` fails but its file stays. That file is the
     /// build's doing, not a hand edit, so the next run builds the target
     /// again instead of keeping the file as a source.
     fn mark_failed(&mut self, id: NodeId, log: Option<LogRecord>) {

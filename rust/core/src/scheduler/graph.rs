@@ -101,7 +101,7 @@ pub(crate) struct Graph {
 }
 
 impl Graph {
-    /// Returns how many nodes the run knows.
+    /// Returns the number of nodes in the run's graph.
     pub fn len(&self) -> usize {
         self.nodes.len()
     }
